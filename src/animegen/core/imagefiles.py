@@ -1,0 +1,62 @@
+"""Finding and opening image files: the one place that knows which suffixes count as images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from animegen.core.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files under `folder`, recursively, sorted by natural order (2.jpg before 10.jpg).
+
+    Symlinked folders are not followed, so a symlink loop cannot hang the scan.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder of images (check the path)")
+    found = []
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=natural_key)
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key that orders numbered files numerically: 2.jpg < 10.jpg."""
+    stem = path.stem
+    rel = str(path.parent)
+    return (rel, 0, int(stem), "") if stem.isdigit() else (rel, 1, 0, stem)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, RGBA, P, CMYK, I;16, ...) as 8-bit RGB; transparency is composited on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit/float greyscale: scale to 8 bits instead of clipping everything to white
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """One image file as a (H, W, 3) uint8 array; raises OSError/ValueError if it cannot be decoded."""
+    with Image.open(path) as image:
+        image.load()
+        return np.asarray(to_rgb(image), dtype=np.uint8)
