@@ -1,0 +1,7 @@
+"""Samplers are plain functions over a Denoiser: sample_ddpm, sample_ddim (more in later modules)."""
+
+from animegen.samplers.ddim import sample_ddim
+from animegen.samplers.ddpm import sample_ddpm
+from animegen.samplers.timesteps import respaced_timesteps
+
+__all__ = ["sample_ddim", "sample_ddpm", "respaced_timesteps"]

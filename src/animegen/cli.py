@@ -1,0 +1,126 @@
+"""The `animegen` command line: parse arguments, call a workflow, turn user errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from animegen import __version__
+from animegen.core.errors import UserError
+
+# flag -> dotted config key, for the settings people change most; anything else goes through --set
+TRAIN_FLAGS = {
+    "steps": "steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "timesteps": "diffusion.timesteps",
+    "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
+    "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
+    "eval_every": "eval_every", "max_minutes": "max_minutes", "bf16": "bf16", "grad_accum": "optim.grad_accum",
+    "device": "device",
+}
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a diffusion model on a folder or archive of face images")
+    p.add_argument("--data", help="folder of images (searched recursively) or a .zip/.tar/.tar.gz of them")
+    p.add_argument("--preset", default="simple", help="simple | medium | strong (default: simple)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/NNNNN-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--steps", type=int, help="total optimizer steps")
+    p.add_argument("--max-minutes", type=float, help="stop and save after this much training time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--timesteps", type=int, help="diffusion steps T")
+    p.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"])
+    p.add_argument("--objective", choices=["pred_noise", "pred_x0", "pred_v"])
+    p.add_argument("--dim", type=int, help="UNet base channels")
+    p.add_argument("--dim-mults", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 1,2,4,8")
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (0: never)")
+    p.add_argument("--save-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--eval-every", type=int, help="score SWD/AFD on a small sample every N steps (0: never)")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], help="bf16 autocast (auto: only where it is fast)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value, e.g. --set model.attn_resolutions=[16,8] (repeatable)")
+    p.add_argument("--cache-dir", type=Path, help="where decoded images are cached (default: user cache)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from animegen.training.config import parse_override, to_dict
+    from animegen.training.presets import preset_config
+
+    overrides = dict(parse_override(s) for s in args.set)
+    for flag, key in TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    cfg = preset_config(args.preset, overrides)
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return
+    if not args.data:
+        raise UserError("train needs --data FOLDER_OR_ARCHIVE (e.g. --data faces/)")
+    if args.resume and args.out is None:
+        raise UserError("--resume needs --out RUN_DIR, the run to continue")
+    from animegen.workflows.train import train
+
+    run_dir = train(cfg, args.data, args.out, args.resume, args.cache_dir)
+    print(f"run directory: {run_dir}")
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="write N faces as 1.jpg..N.jpg from a trained model")
+    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
+    p.add_argument("--out", type=Path, default=Path("submission"), help="output folder (default: submission/)")
+    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim (default 50)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+    p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic"], default="uniform")
+    p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz")
+    p.add_argument("--jpeg-quality", type=int, default=95)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from animegen.workflows.generate import generate
+
+    out = generate(args.checkpoint, args.out, args.num, args.sampler, args.steps, args.eta, args.seed,
+                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device)
+    print(f"wrote {args.num} images to {out}" + (f" and {args.tgz}" if args.tgz else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
+    parser.add_argument("--version", action="version", version=f"animegen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train(sub)
+    add_generate(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="animegen: %(message)s")
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"animegen: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("animegen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

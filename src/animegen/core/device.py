@@ -1,0 +1,36 @@
+"""Device and precision choices: where to run, and whether bf16 autocast actually pays on this machine."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if available, else cpu; any other name is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it oneDNN emulates bf16
+    and a training step runs ~10x slower than fp32 (measured on a 2-core EPYC VM without AVX-512)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """Resolve a 'auto' | 'on' | 'off' bf16 setting for `device`."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()

@@ -1,0 +1,30 @@
+"""Which of the T training steps a few-step sampler visits."""
+
+from __future__ import annotations
+
+import torch
+
+SPACINGS = ("uniform", "trailing", "quadratic")
+
+
+def respaced_timesteps(T: int, steps: int, spacing: str = "uniform") -> list[int]:
+    """`steps` distinct timesteps in [0, T), descending, ending at 0 ... starting near T - 1.
+
+    uniform: evenly spaced from T-1 to 0 (DDIM); trailing: T-1, T-1-T/S, ... (Lin et al. 2024);
+    quadratic: denser near t = 0 where detail forms (DDIM paper's CIFAR choice).
+    """
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    if spacing == "uniform":
+        ts = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    elif spacing == "trailing":
+        ts = [round(T - 1 - i * T / steps) for i in range(steps)]
+    elif spacing == "quadratic":
+        ts = (torch.linspace(((T - 1) ** 0.5), 0, steps, dtype=torch.float64) ** 2).round().long().tolist()
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
+    out: list[int] = []
+    for t in ts:  # rounding can collide at the dense end: keep strictly descending
+        t = min(t, out[-1] - 1) if out else t
+        out.append(max(t, 0))
+    return sorted(set(out), reverse=True)

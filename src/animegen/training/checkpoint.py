@@ -1,0 +1,133 @@
+"""Checkpoints: inference weights (safetensors + config.json) and resume state, written crash-safely.
+
+Layout of a run directory:
+    run/checkpoints/step-000500/{model.safetensors, ema.safetensors, config.json, state.pt}
+    run/latest            -> text "checkpoints/step-000500", replaced only after that folder is complete
+
+Nothing here unpickles code: weights load with safetensors, resume state with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from animegen.core.atomic import fsync_dir, write_json, write_text
+from animegen.core.errors import UserError
+
+FORMAT = "animegen-checkpoint-v1"
+
+
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, config: dict, state: dict,
+                    keep: int = 3) -> Path:
+    """Write checkpoints/step-N atomically (temp folder, fsync, rename), then move `latest` to it."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step:07d}"
+    tmp = ckpt_root / f".tmp-step-{step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        meta = {"format": FORMAT, "step": str(step)}
+        save_file(_cpu_state(model), tmp / "model.safetensors", metadata=meta)
+        save_file(_cpu_state(ema), tmp / "ema.safetensors", metadata=meta)
+        (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "step": step, **config}, indent=2))
+        torch.save(state, tmp / "state.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(ckpt_root)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"could not save checkpoint {final} ({err.strerror or err}); the previous checkpoint "
+                        f"is intact — free disk space and --resume") from None
+    write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
+    _prune(ckpt_root, keep)
+    return final
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _prune(ckpt_root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` complete checkpoints (and stale temp folders)."""
+    done = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())
+    for old in done[: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in ckpt_root.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A run directory (follows `latest`) or a checkpoint folder -> the checkpoint folder."""
+    path = Path(path).expanduser()
+    if (path / "config.json").is_file() and (path / "ema.safetensors").is_file():
+        return path
+    latest = path / "latest"
+    if latest.is_file():
+        target = path / latest.read_text().strip()
+        if (target / "ema.safetensors").is_file():
+            return target
+        raise UserError(f"{latest} points to {target}, which is incomplete; delete `latest` to use an older one")
+    candidates = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
+    if candidates:
+        return candidates[-1]
+    raise UserError(f"{path}: no checkpoint here (expected a run directory with `latest`, or a folder with "
+                    f"config.json and ema.safetensors)")
+
+
+def read_config(ckpt: Path) -> dict:
+    """The checkpoint's config.json as a dict (format checked)."""
+    try:
+        data = json.loads((ckpt / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{ckpt / 'config.json'}: unreadable ({err}); the checkpoint is damaged") from None
+    if data.get("format") != FORMAT:
+        raise UserError(f"{ckpt / 'config.json'}: not an animegen checkpoint (format {data.get('format')!r})")
+    return data
+
+
+def load_weights(module: nn.Module, file: Path) -> None:
+    """Load safetensors `file` into `module`, with a clear error naming what does not match."""
+    try:
+        tensors = load_file(file)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{file}: unreadable weights ({err}); the file is truncated or not safetensors") from None
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or shapes:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if extra:
+            detail.append(f"unexpected {len(extra)} (e.g. {extra[0]})")
+        if shapes:
+            k = shapes[0]
+            detail.append(f"shape of {k} is {tuple(tensors[k].shape)}, the model wants {tuple(expected[k].shape)}")
+        raise UserError(f"{file}: weights do not match this architecture: {'; '.join(detail)}")
+    module.load_state_dict(tensors, strict=True)
+
+
+def load_state(ckpt: Path) -> dict:
+    """Resume state (optimizer, step, RNG, ...) via torch.load(weights_only=True): no code is unpickled."""
+    file = ckpt / "state.pt"
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{file}: missing; this checkpoint has inference weights only and cannot resume") from None
+    except Exception as err:  # noqa: BLE001 - UnpicklingError, truncated zip, ...: all mean "refuse this file"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{file}: refused to load resume state ({first[:200]})") from None

@@ -1,0 +1,206 @@
+"""The diffusion training loop: batches from the uint8 cache, augment, loss, Adam, EMA, grids, checkpoints.
+
+`Trainer(cfg, run_dir, images).run()` trains until cfg.steps (or max_minutes, or a signal) and always leaves
+a loadable checkpoint behind. A resumed run restores everything adaptive, so it is the run that would have
+happened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from animegen.core.device import pick_device, use_bf16
+from animegen.core.errors import UserError
+from animegen.data.augment import augment
+from animegen.data.dataset import BatchSampler
+from animegen.diffusion.loss import DiffusionLoss
+from animegen.samplers.run import sample_images
+from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
+from animegen.training.config import TrainConfig, to_dict
+from animegen.training.factory import build_denoiser
+from animegen.viz.curves import plot_loss
+from animegen.viz.grid import save_grid
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    """One training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, rank: int = 0, world_size: int = 1):
+        self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
+        self.rank, self.world_size = rank, world_size
+        self.device = pick_device(cfg.device)
+        self.bf16 = use_bf16(cfg.bf16, self.device)
+        torch.manual_seed(cfg.seed)
+        self.denoiser = build_denoiser(cfg).to(self.device)
+        if cfg.channels_last:
+            self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
+        self.ema = AveragedModel(self.denoiser.net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
+        self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
+        self.optimizer = self._make_optimizer()
+        self.loss_fn = DiffusionLoss(cfg.diffusion.min_snr_gamma)
+        per_rank = cfg.optim.batch_size // (world_size * cfg.optim.grad_accum)
+        if per_rank < 1 or per_rank * world_size * cfg.optim.grad_accum != cfg.optim.batch_size:
+            raise UserError(f"batch size {cfg.optim.batch_size} does not split into {world_size} process(es) x "
+                            f"{cfg.optim.grad_accum} accumulation step(s)")
+        self.micro_batch = per_rank
+        self.sampler = BatchSampler(len(images), per_rank, cfg.seed, rank, world_size)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + rank + 1)
+        self.step, self.elapsed = 0, 0.0
+        self.stop_reason: str | None = None
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
+        if cls is None:
+            raise UserError(f"unknown optimizer {o.name!r}; choose adam or adamw")
+        return cls(self.denoiser.net.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "ema_n_averaged": self.ema.n_averaged.clone()}
+
+    def resume(self, ckpt: Path) -> None:
+        """Restore weights, EMA, optimizer, data order, RNGs and counters from checkpoint folder `ckpt`."""
+        state = load_state(ckpt)
+        load_weights(self.denoiser.net, ckpt / "model.safetensors")
+        load_weights(self.ema.module, ckpt / "ema.safetensors")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            self.ema.n_averaged.copy_(state["ema_n_averaged"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
+
+    def save(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        path = save_checkpoint(self.run_dir, self.step, self.denoiser.net, self.ema.module, to_dict(self.cfg),
+                               self.state_dict(), self.cfg.keep_checkpoints)
+        plot_loss(self.run_dir / "log.jsonl", self.run_dir / "loss.png", f"{self.cfg.preset} preset")
+        return path
+
+    # -- one step ------------------------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        warmup = self.cfg.optim.warmup_steps
+        return self.cfg.optim.lr * (min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+
+    def next_batch(self) -> torch.Tensor:
+        """(micro_batch, 3, H, W) float in [-1, 1], augmented on the fly."""
+        x = self.images[self.sampler.next()].to(self.device, torch.float32) / 255.0
+        x = augment(x, self.cfg.augment, self.generator) * 2 - 1
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def train_step(self) -> float:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        for _ in range(self.cfg.optim.grad_accum):
+            with autocast:
+                loss = self.loss_fn(self._train_module(), self.next_batch(), self.generator).mean()
+            (loss / self.cfg.optim.grad_accum).backward()
+            total += loss.item() / self.cfg.optim.grad_accum
+        if not math.isfinite(total):
+            raise UserError(f"loss became {total} at step {self.step + 1}: training diverged. The last checkpoint "
+                            f"in {self.run_dir} is intact; resume with a lower learning rate (--lr)")
+        torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        if self.step % self.cfg.ema.every == 0:
+            self.ema.update_parameters(self.denoiser.net)
+        return total
+
+    def _train_module(self):
+        """The module the loss calls (a DDP wrapper under torch.distributed)."""
+        return self.denoiser
+
+    # -- outputs -------------------------------------------------------------------------------------------
+    def write_grid(self) -> None:
+        """A grid of EMA samples with fixed seeds, so grids of successive steps are comparable."""
+        s = self.cfg.sample
+        ema_denoiser = self.denoiser.__class__(self.ema.module, self.denoiser.alpha_bar, self.denoiser.objective)
+        ema_denoiser.eval()
+        seeds = list(range(s.seed, s.seed + s.num))
+        shape = (self.cfg.model.channels, self.cfg.model.image_size, self.cfg.model.image_size)
+        batches = list(sample_images(ema_denoiser, seeds, batch_size=s.num, sampler=s.sampler, steps=s.steps,
+                                     image_shape=shape, device=self.device))
+        save_grid(torch.cat(batches).cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
+
+    def log(self, row: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> Path | None:
+        """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save and return the last checkpoint."""
+        cfg = self.cfg
+        self._install_signal_handlers()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
+                   disable=self.rank != 0, dynamic_ncols=True)
+        window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+        last_saved = self.step
+        try:
+            while self.step < cfg.steps and self.stop_reason is None:
+                t0 = time.perf_counter()
+                window_loss += self.train_step()
+                window_n += 1
+                self.elapsed += time.perf_counter() - t0
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    img_s = window_n * cfg.optim.batch_size / max(now - window_t, 1e-9)
+                    row = {"step": self.step, "loss": window_loss / window_n, "lr": self.lr_at(self.step - 1),
+                           "img_per_s": round(img_s, 2), "elapsed_s": round(self.elapsed, 1)}
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{img_s:.1f}")
+                    if self.rank == 0:
+                        self.log(row)
+                    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+                bar.update(1)
+                if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every == 0:
+                    self.write_grid()
+                if self.step % cfg.save_every == 0:
+                    self.save()
+                    last_saved = self.step
+                if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60:
+                    self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
+        finally:
+            bar.close()
+            self._restore_signal_handlers()
+        if self.step != last_saved:
+            self.save()
+        if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every != 0:
+            self.write_grid()  # the run always ends with a grid of its final EMA
+        if self.stop_reason:
+            log.warning("stopped at step %d: %s", self.step, self.stop_reason)
+        return self.run_dir
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            if self.stop_reason is not None:  # second Ctrl-C: stop right now
+                raise KeyboardInterrupt
+            self.stop_reason = f"received {signal.Signals(signum).name}; saving"
+            log.warning("%s at step %d (press Ctrl-C again to abort without saving)", self.stop_reason, self.step)
+
+        self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _restore_signal_handlers(self) -> None:
+        for s, h in getattr(self, "_old_handlers", {}).items():
+            signal.signal(s, h)

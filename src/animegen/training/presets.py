@@ -1,0 +1,32 @@
+"""Presets are data: the homework's ladder (simple -> medium -> strong) as overrides of TrainConfig."""
+
+from __future__ import annotations
+
+from animegen.core.errors import UserError
+from animegen.training.config import TrainConfig, with_overrides
+
+# simple = the homework's sample code: dim 16, (1,2,4), T=100 linear, eps-prediction, batch 16, Adam 1e-3
+SIMPLE: dict = {}
+
+# medium = simple + the homework's augmentation (flip, 10 degrees, colour jitter 0.25/0.25) + T = 1000
+MEDIUM = {
+    **SIMPLE,
+    "augment.hflip": True, "augment.rotate_deg": 10.0, "augment.brightness": 0.25, "augment.contrast": 0.25,
+    "diffusion.timesteps": 1000,
+}
+
+# strong = medium + a bigger UNet (dim 32, four levels) + the cosine schedule
+STRONG = {
+    **MEDIUM,
+    "model.dim": 32, "model.dim_mults": [1, 2, 4, 8], "model.attn_resolutions": [16, 8],
+    "diffusion.schedule": "cosine",
+}
+
+PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG}
+
+
+def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:
+    """The TrainConfig of preset `name` with `overrides` (dotted keys) applied on top."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return with_overrides(TrainConfig(preset=name), {**PRESETS[name], **(overrides or {})})

@@ -1,0 +1,61 @@
+"""`animegen train`: make (or reopen) a run directory, load the cached data set, train."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from animegen.core.atomic import write_json
+from animegen.core.errors import UserError
+from animegen.data.dataset import load_images
+from animegen.training.checkpoint import resolve_checkpoint
+from animegen.training.config import TrainConfig, from_dict, to_dict
+from animegen.training.loop import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def next_run_dir(root: Path, preset: str) -> Path:
+    """runs/00000-simple, runs/00001-medium, ...: the next free number under `root`."""
+    numbers = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"(\d{5})-", p.name))]
+    return root / f"{max(numbers, default=-1) + 1:05d}-{preset}"
+
+
+def prepare_run(cfg: TrainConfig, out: Path | None, resume: bool) -> tuple[TrainConfig, Path, Path | None]:
+    """Decide the run directory; on --resume the run's own config wins over the command line's preset."""
+    run_dir = out or next_run_dir(Path("runs"), cfg.preset)
+    has_ckpt = (run_dir / "latest").exists() or any((run_dir / "checkpoints").glob("step-*"))
+    if resume:
+        if not has_ckpt:
+            raise UserError(f"{run_dir}: nothing to resume (no checkpoint); drop --resume to start a new run")
+        ckpt = resolve_checkpoint(run_dir)
+        saved = json.loads((run_dir / "config.json").read_text())
+        saved_cfg = from_dict(TrainConfig, saved)
+        # a resumed run may be extended (more steps, more minutes) but keeps its architecture and recipe
+        cfg = from_dict(TrainConfig, {**to_dict(saved_cfg), "steps": cfg.steps, "max_minutes": cfg.max_minutes})
+        return cfg, run_dir, ckpt
+    if has_ckpt:
+        raise UserError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", to_dict(cfg))
+    return cfg, run_dir, None
+
+
+def train(cfg: TrainConfig, data: str, out: Path | None = None, resume: bool = False,
+          cache_dir: Path | None = None) -> Path:
+    """Train a diffusion model on the images at `data`; returns the run directory."""
+    cfg, run_dir, ckpt = prepare_run(cfg, out, resume)
+    images = load_images(data, cfg.model.image_size, cache_dir)
+    log.info("%d training images from %s; run directory %s", len(images), data, run_dir)
+    trainer = Trainer(cfg, run_dir, images)
+    if ckpt is not None:
+        trainer.resume(ckpt)
+        log.info("resumed %s at step %d", ckpt, trainer.step)
+    if torch.get_num_threads() > 1:
+        log.debug("torch threads: %d", torch.get_num_threads())
+    trainer.run()
+    return run_dir
