@@ -79,7 +79,9 @@ def _nvxs_detect() -> Callable[[object], list[dict]]:
 
 
 def detect_animeface(rgb: np.ndarray) -> list[dict]:
-    """AnimeFace 2009 on one image. rgb: (H, W, 3) uint8 -> one dict per face ('likelihood', 'face_box', ...)."""
+    """AnimeFace 2009 on one image. rgb: (H, W, 3) uint8 -> one dict per face: 'likelihood', 'face_box', ..."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {rgb.shape}")
     height, width, _ = rgb.shape
     rgbx = np.zeros((height, width, 4), np.uint8)
     rgbx[..., :3] = rgb
@@ -133,10 +135,12 @@ def yolo_detector(weights: str | None, device: torch.device) -> Detector:
     from ultralytics import YOLO
 
     model = YOLO(weights)
+    # ultralytics names GPUs by index ("0"), not "cuda" or "cuda:0".
+    where = str(device.index or 0) if device.type == "cuda" else device.type
 
     def count(path: Path) -> int:
         # One file a call, as the seed's loop over the folder; nothing is saved (metrics never write).
-        results = model.predict(str(path), device=str(device), verbose=False, **YOLO_SETTINGS)
+        results = model.predict(str(path), device=where, verbose=False, **YOLO_SETTINGS)
         return len(results[0].boxes)
 
     return count
