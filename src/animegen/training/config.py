@@ -37,6 +37,7 @@ class OptimConfig:
 class EMAConfig:
     decay: float = 0.995
     every: int = 10                     # update the EMA every this many optimizer steps
+    warmup: bool = True                 # ramp the decay up as the homework's ema_pytorch does
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from animegen.core.device import pick_device, use_bf16
@@ -27,6 +26,7 @@ from animegen.diffusion.loss import DiffusionLoss
 from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.training.config import TrainConfig, to_dict
+from animegen.training.ema import make_ema
 from animegen.training.factory import build_denoiser
 from animegen.viz.curves import plot_loss
 from animegen.viz.grid import save_grid
@@ -46,7 +46,7 @@ class Trainer:
         self.denoiser = build_denoiser(cfg).to(self.device)
         if cfg.channels_last:
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
-        self.ema = AveragedModel(self.denoiser.net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
+        self.ema = make_ema(self.denoiser.net, cfg.ema.decay, cfg.ema.every, cfg.ema.warmup)
         self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
         self.optimizer = self._make_optimizer()
         self.loss_fn = DiffusionLoss(cfg.diffusion.min_snr_gamma)

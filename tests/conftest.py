@@ -1,0 +1,53 @@
+"""Shared test fixtures: the real faces beside the checkout, tiny configs that train in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own cache dir, so tests never see a developer's caches."""
+    monkeypatch.setenv("ANIMEGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not FACES.is_dir():
+        pytest.fail(f"real test images missing: {FACES} (the ../shared folder beside the checkout)")
+    return FACES
+
+
+TINY = {  # a UNet small enough to train a few steps in well under a second each
+    "model.dim": 8, "model.dim_mults": [1, 2], "model.attn_resolutions": [8], "model.image_size": 16,
+    "optim.batch_size": 8, "sample.num": 4, "sample.steps": 3, "log_every": 1,
+}
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300, check: bool = True):
+    """Run the real `python -m animegen` in a subprocess (as a user would)."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "animegen", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"animegen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def tiny_set_args() -> list[str]:
+    import json
+
+    out = []
+    for k, v in TINY.items():
+        out += ["--set", f"{k}={json.dumps(v)}"]
+    return out
