@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from animegen.core.errors import UserError
-from animegen.core.imagefiles import IMAGE_SUFFIXES, list_images
+from animegen.core.imagefiles import IMAGE_SUFFIXES, list_images, natural_key
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -96,7 +96,7 @@ def open_source(path: str | os.PathLike) -> Source:
             raise UserError(f"{path}: not a folder or a .zip/.tar/.tar.gz archive")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         raise UserError(f"{path}: cannot read the archive ({err}); re-download it or unpack it into a folder") from None
-    rows.sort(key=lambda r: r[0])
+    rows.sort(key=lambda r: natural_key(Path(r[0])))  # same order as a folder: 2.jpg before 10.jpg
     stat = path.stat()
     names = tuple(r[0] for r in rows)
     return Source(path, names, _digest([(str(path.resolve()), stat.st_size, stat.st_mtime_ns), *rows]))

@@ -23,8 +23,10 @@ def respaced_timesteps(T: int, steps: int, spacing: str = "uniform") -> list[int
         ts = (torch.linspace(((T - 1) ** 0.5), 0, steps, dtype=torch.float64) ** 2).round().long().tolist()
     else:
         raise ValueError(f"unknown spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
-    out: list[int] = []
-    for t in ts:  # rounding can collide at the dense end: keep strictly descending
-        t = min(t, out[-1] - 1) if out else t
-        out.append(max(t, 0))
-    return sorted(set(out), reverse=True)
+    # rounding can collide at the dense end: push duplicates up, then cap at T - 1, keeping steps distinct
+    up = sorted(ts)
+    for i in range(1, steps):
+        up[i] = max(up[i], up[i - 1] + 1)
+    for i in range(steps - 1, -1, -1):
+        up[i] = min(up[i], T - 1 - (steps - 1 - i))
+    return up[::-1]

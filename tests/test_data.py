@@ -1,0 +1,132 @@
+"""The loader: odd image modes, broken files, archives, the decoded cache, and batch augmentations."""
+
+import logging
+import os
+import shutil
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegen.core.errors import UserError
+from animegen.data.augment import AugmentConfig, augment
+from animegen.data.dataset import BatchSampler, load_images
+
+
+def make_zoo(folder, faces_dir):
+    """A folder of 6 decodable images in odd formats and 4 files that are not images (returns counts)."""
+    folder.mkdir()
+    face = Image.open(sorted(faces_dir.iterdir())[0]).convert("RGB")
+    face.convert("L").save(folder / "grey.png")
+    rgba = face.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "rgba.png")
+    face.convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
+    face.convert("CMYK").save(folder / "cmyk.jpg")
+    deep = Image.fromarray(np.asarray(face.convert("L"), dtype=np.uint16) * 257)
+    assert deep.mode.startswith("I;16")
+    deep.save(folder / "deep.png")
+    sub = folder / "nested"
+    sub.mkdir()
+    face.save(sub / "plain.jpg")
+    raw = (faces_dir / sorted(os.listdir(faces_dir))[1]).read_bytes()
+    (folder / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
+    (folder / "notes.jpg").write_text("this is not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    return 6, 4
+
+
+def test_modes_and_broken_files(tmp_path, faces_dir, caplog):
+    good, bad = make_zoo(tmp_path / "zoo", faces_dir)
+    with caplog.at_level(logging.WARNING):
+        images = load_images(tmp_path / "zoo", 32, progress=False)
+    assert images.shape == (good, 3, 32, 32) and images.dtype == torch.uint8
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1 and f"skipped {bad} of {good + bad}" in warnings[0]
+    # grey-derived images stay grey after conversion to RGB; the 16-bit one is not clipped to white
+    by_name = sorted(["cmyk.jpg", "deep.png", "grey.png", "nested/plain.jpg", "palette.png", "rgba.png"])
+    deep = images[by_name.index("deep.png")].float()
+    assert (deep[0] - deep[1]).abs().max() <= 1 and 40 < deep.mean() < 220
+
+
+def test_centre_crop_and_resize(tmp_path):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    array = np.zeros((10, 30, 3), np.uint8)
+    array[:, :10] = (255, 0, 0)
+    array[:, 10:20] = (0, 255, 0)
+    array[:, 20:] = (0, 0, 255)
+    Image.fromarray(array).save(folder / "a.png")
+    out = load_images(folder, 8, progress=False)[0].float()
+    assert out[1].mean() > 250 and out[0].mean() < 5 and out[2].mean() < 5  # only the green middle survives
+
+
+def test_archives_match_the_folder_and_cache_is_reused(tmp_path, faces_dir):
+    src = tmp_path / "faces"
+    src.mkdir()
+    for name in sorted(os.listdir(faces_dir))[:20]:
+        shutil.copy(faces_dir / name, src / name)
+    folder = load_images(src, 32, progress=False)
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as z:
+        for f in sorted(src.iterdir()):
+            z.write(f, f"faces/{f.name}")
+    with tarfile.open(tmp_path / "faces.tar.gz", "w:gz") as t:
+        t.add(src, arcname="faces")
+    assert torch.equal(load_images(tmp_path / "faces.zip", 32, progress=False), folder)
+    assert torch.equal(load_images(tmp_path / "faces.tar.gz", 32, progress=False), folder)
+    cache = list((tmp_path.parent / "cache").rglob("*.npy")) or list(
+        (__import__("animegen.core.paths", fromlist=["x"]).user_cache_dir() / "datasets").glob("*.npy"))
+    assert len([c for c in cache if "32px" in c.name]) >= 3
+    # a second load reads the cache: deleting the source files must not matter...
+    stamp = {c: c.stat().st_mtime_ns for c in cache}
+    assert torch.equal(load_images(src, 32, progress=False), folder)
+    assert all(c.stat().st_mtime_ns == stamp[c] for c in cache)
+    # ...and changing a file changes the key, so the change is seen
+    (src / sorted(os.listdir(src))[0]).unlink()
+    assert load_images(src, 32, progress=False).shape[0] == 19
+
+
+def test_nothing_usable_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no such folder"):
+        load_images(tmp_path / "missing", 32, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images found"):
+        load_images(tmp_path / "empty", 32, progress=False)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_text("nope")
+    with pytest.raises(UserError, match="could be decoded"):
+        load_images(tmp_path / "junk", 32, progress=False)
+
+
+def test_augmentations_are_batched_seeded_and_bounded():
+    x = torch.rand(64, 3, 16, 16)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(augment(x, AugmentConfig(), g()), x)
+    flipped = augment(x, AugmentConfig(hflip=True), g())
+    same = (flipped == x).flatten(1).all(1)
+    mirrored = (flipped == x.flip(-1)).flatten(1).all(1)
+    assert (same | mirrored).all() and 10 < mirrored.sum() < 54
+    full = AugmentConfig(hflip=True, rotate_deg=10, brightness=0.25, contrast=0.25)
+    a, b = augment(x, full, g()), augment(x, full, g())
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
+    # a 10 degree rotation moves pixels only a little: the image stays close to the original
+    rotated = augment(x, AugmentConfig(rotate_deg=10), g())
+    assert (rotated - x).abs().mean() < (x - x[torch.randperm(64)]).abs().mean()
+
+
+def test_batch_sampler_covers_each_epoch_and_resumes():
+    s = BatchSampler(10, 4, seed=1)
+    first = torch.cat([s.next(), s.next()])
+    assert len(set(first.tolist())) == 8
+    state = s.state_dict()
+    nxt = [s.next().tolist() for _ in range(3)]
+    t = BatchSampler(10, 4, seed=99)
+    t.load_state_dict(state)
+    assert [t.next().tolist() for _ in range(3)] == nxt
+    shards = [BatchSampler(10, 2, seed=1, rank=r, world_size=2).next() for r in range(2)]
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
