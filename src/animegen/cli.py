@@ -98,6 +98,50 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {args.num} images to {out}" + (f" and {args.tgz}" if args.tgz else ""))
 
 
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score generated faces: FID, AFD, SWD")
+    p.add_argument("--images", type=Path, required=True, help="folder of generated images")
+    p.add_argument("--real", type=Path, help="folder of real images (or FID statistics .npz)")
+    p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd (default: afd,swd)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (FID)")
+    p.add_argument("--detector", choices=["animeface", "yolo"], default="animeface", help="AFD detector")
+    p.add_argument("--detector-weights", help="yolov8x6_animeface.pt (with --detector yolo)")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--workers", type=int, default=0, help="processes for AFD / threads for FID decoding")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from animegen.metrics.registry import EvalContext
+    from animegen.workflows.evaluate import parse_metrics, run_evaluate
+
+    ctx = EvalContext(images=args.images, real=args.real, device=torch.device(args.device),
+                      batch_size=args.batch_size, num_workers=args.workers,
+                      inception_weights=args.inception_weights, detector=args.detector,
+                      detector_weights=args.detector_weights, seed=args.seed)
+    run_evaluate(ctx, parse_metrics(args.metrics), args.json)
+
+
+def add_fid_ref(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fid-ref", help="precompute the FID statistics of a real-image folder (cached)")
+    p.add_argument("--real", type=Path, required=True)
+    p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.set_defaults(func=cmd_fid_ref)
+
+
+def cmd_fid_ref(args: argparse.Namespace) -> None:
+    from animegen.workflows.evaluate import fid_reference
+
+    path = fid_reference(args.real, args.inception_weights, args.batch_size)
+    print(f"FID statistics of {args.real}: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -105,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train(sub)
     add_generate(sub)
+    add_evaluate(sub)
+    add_fid_ref(sub)
     return parser
 
 
