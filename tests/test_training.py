@@ -90,3 +90,16 @@ def test_foreign_or_truncated_weights_are_named(tmp_path, faces16):
         load_weights(trainer.ema.module, ckpt / "ema.safetensors")
     with pytest.raises(UserError, match="no checkpoint here"):
         resolve_checkpoint(tmp_path / "nowhere")
+
+
+def test_eval_every_logs_swd_and_afd_of_ema_samples(tmp_path, faces16):
+    from animegen.workflows.train import make_evaluator
+
+    cfg = tiny_cfg(**{"steps": 2, "eval_every": 2, "eval_num": 16, "save_every": 2})
+    Trainer(cfg, tmp_path, faces16[:64], evaluator=make_evaluator(cfg, faces16[:64], tmp_path)).run()
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    scores = [r["eval"] for r in rows if "eval" in r]
+    assert len(scores) == 1 and scores[0]["afd_n"] == 16
+    assert scores[0]["swd"] > 0 and 0 <= scores[0]["afd"] <= 1
+    assert len(list((tmp_path / "eval" / "real").glob("*.jpg"))) == 16
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["real"]  # generated samples are cleaned up

@@ -14,6 +14,7 @@ import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from animegen.core.errors import UserError
 from animegen.data.augment import augment
 from animegen.data.dataset import BatchSampler
 from animegen.diffusion.loss import DiffusionLoss
+from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.training.config import TrainConfig, to_dict
@@ -37,8 +39,10 @@ log = logging.getLogger(__name__)
 class Trainer:
     """One training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, rank: int = 0, world_size: int = 1):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, rank: int = 0, world_size: int = 1,
+                 evaluator: Callable[[Denoiser, int], dict] | None = None):
         self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
+        self.evaluator = evaluator  # (EMA denoiser, step) -> metrics; given by the workflow (metrics live above)
         self.rank, self.world_size = rank, world_size
         self.device = pick_device(cfg.device)
         self.bf16 = use_bf16(cfg.bf16, self.device)
@@ -134,11 +138,14 @@ class Trainer:
         return self.denoiser
 
     # -- outputs -------------------------------------------------------------------------------------------
+    def ema_denoiser(self) -> Denoiser:
+        """The EMA weights wrapped for sampling (shares parameters with the EMA, no copy)."""
+        return Denoiser(self.ema.module, self.denoiser.alpha_bar, self.denoiser.objective).eval()
+
     def write_grid(self) -> None:
         """A grid of EMA samples with fixed seeds, so grids of successive steps are comparable."""
         s = self.cfg.sample
-        ema_denoiser = self.denoiser.__class__(self.ema.module, self.denoiser.alpha_bar, self.denoiser.objective)
-        ema_denoiser.eval()
+        ema_denoiser = self.ema_denoiser()
         seeds = list(range(s.seed, s.seed + s.num))
         shape = (self.cfg.model.channels, self.cfg.model.image_size, self.cfg.model.image_size)
         batches = list(sample_images(ema_denoiser, seeds, batch_size=s.num, sampler=s.sampler, steps=s.steps,
@@ -176,6 +183,11 @@ class Trainer:
                 bar.update(1)
                 if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every == 0:
                     self.write_grid()
+                if self.rank == 0 and self.evaluator and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    scores = self.evaluator(self.ema_denoiser(), self.step)
+                    self.log({"step": self.step, "eval": scores})
+                    if scores:
+                        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
                 if self.step % cfg.save_every == 0:
                     self.save()
                     last_saved = self.step

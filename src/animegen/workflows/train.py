@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -12,9 +14,11 @@ import torch
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
 from animegen.data.dataset import load_images
+from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import resolve_checkpoint
 from animegen.training.config import TrainConfig, from_dict, to_dict
 from animegen.training.loop import Trainer
+from animegen.workflows.generate import save_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +49,48 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: bool) -> tuple[Train
     return cfg, run_dir, None
 
 
+def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
+    """`--eval-every`: score cfg.eval_num EMA samples against as many real training images (SWD, AFD; FID
+    too when its weights are on this machine). Real images come from the decoded cache, so archives work."""
+    from animegen.metrics.registry import EvalContext
+    from animegen.workflows.evaluate import evaluate, fid_available
+
+    real_dir = run_dir / "eval" / "real"
+    if not real_dir.is_dir():
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.eval_num]
+        for k, i in enumerate(pick.tolist(), start=1):
+            save_jpeg(images[i], real_dir / f"{k}.jpg", quality=95)
+    metrics = ["swd", "afd"] + (["fid"] if fid_available(None) else [])
+    shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+
+    def evaluator(denoiser, step: int) -> dict:
+        fake_dir = Path(tempfile.mkdtemp(prefix=f"eval-{step}-", dir=run_dir / "eval"))
+        try:
+            seeds = list(range(10_000, 10_000 + cfg.eval_num))
+            index = 1
+            for batch in sample_images(denoiser, seeds, batch_size=64, sampler="ddim", steps=cfg.sample.steps,
+                                       image_shape=shape, device=next(denoiser.parameters()).device):
+                for image in batch.cpu():
+                    save_jpeg(image, fake_dir / f"{index}.jpg", quality=95)
+                    index += 1
+            return evaluate(EvalContext(images=fake_dir, real=real_dir, seed=cfg.seed), metrics)
+        except UserError as err:  # a missing detector must not end an hour of training
+            log.warning("evaluation at step %d skipped: %s", step, err)
+            return {}
+        finally:
+            shutil.rmtree(fake_dir, ignore_errors=True)
+
+    return evaluator
+
+
 def train(cfg: TrainConfig, data: str, out: Path | None = None, resume: bool = False,
           cache_dir: Path | None = None) -> Path:
     """Train a diffusion model on the images at `data`; returns the run directory."""
     cfg, run_dir, ckpt = prepare_run(cfg, out, resume)
     images = load_images(data, cfg.model.image_size, cache_dir)
     log.info("%d training images from %s; run directory %s", len(images), data, run_dir)
-    trainer = Trainer(cfg, run_dir, images)
+    evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every else None
+    trainer = Trainer(cfg, run_dir, images, evaluator=evaluator)
     if ckpt is not None:
         trainer.resume(ckpt)
         log.info("resumed %s at step %d", ckpt, trainer.step)
