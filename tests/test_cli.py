@@ -88,3 +88,26 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, faces_d
     assert len(list((tmp_path / "S").glob("*.jpg"))) == 2
     refused = cli("train", "--data", str(faces_dir), "--out", str(run), *FAST, check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
+
+
+def test_progress_figure_has_num_by_frames_panels(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    cli("train", "--data", str(faces_dir), "--out", str(run), "--steps", "2", "--timesteps", "30", *FAST)
+    cli("progress", "--checkpoint", str(run), "--num", "3", "--frames", "6", "--out", str(tmp_path / "q1.png"))
+    for name in ("q1.png", "q1-x0.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.width > im.height > 100
+    assert (tmp_path / "q1.png").read_bytes() != (tmp_path / "q1-x0.png").read_bytes()
+
+
+def test_progress_panels_and_frame_choice(tmp_path):
+    import torch
+
+    from animegen.viz.progress import pick_frames, save_progress_figure
+
+    frames = pick_frames(30, 20)
+    assert len(frames) == 20 and frames[0] == 0 and frames[-1] == 30  # from pure noise to the final image
+    assert pick_frames(5, 20) == [0, 1, 2, 3, 4, 5]
+    columns = [torch.randint(0, 255, (5, 3, 16, 16), dtype=torch.uint8) for _ in range(20)]
+    panels = save_progress_figure(columns, [f"t={t}" for t in range(20)], tmp_path / "f.png", "x")
+    assert panels == 5 * 20 and (tmp_path / "f.png").stat().st_size > 1000

@@ -80,5 +80,29 @@ def test_respaced_timesteps():
             assert ts == sorted(set(ts), reverse=True) and 0 <= ts[-1] and ts[0] <= 999
             assert len(ts) == steps
     assert respaced_timesteps(100, 100) == list(range(99, -1, -1))
+    ts = respaced_timesteps(1000, 20, "logsnr", alpha_bar("cosine", 1000))
+    assert len(ts) == 20 and ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True)
     with pytest.raises(ValueError):
         respaced_timesteps(100, 101)
+
+
+def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
+    from animegen.samplers.dpmpp import sample_dpmpp_2m
+
+    T = 100
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(image_size=8, dim=8, dim_mults=(1,), attn_resolutions=()))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    den = Denoiser(net, alpha_bar("linear", T)).eval()
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    ts = list(range(T - 1, -1, -1))
+    a = sample_dpmpp_2m(den, x.clone(), ts)
+    b = sample_ddim(den, x.clone(), ts, eta=0.0)
+    assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.01
+    ab = alpha_bar("cosine", T)
+    x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
+    point = Denoiser(PointOracle(x_star, ab, T), ab)
+    for spacing in ("uniform", "logsnr"):
+        out = sample_batch(point, [0, 1], sampler="dpmpp", steps=10, spacing=spacing, image_shape=(3, 8, 8))
+        torch.testing.assert_close(out, x_star.expand(2, -1, -1, -1), atol=1e-3, rtol=0)

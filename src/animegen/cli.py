@@ -77,10 +77,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
     p.add_argument("--out", type=Path, default=Path("submission"), help="output folder (default: submission/)")
     p.add_argument("--num", type=int, default=1000)
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim (default 50)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="ddim",
+                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: ddim)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default 50)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
-    p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic"], default="uniform")
+    p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz")
@@ -142,6 +143,27 @@ def cmd_fid_ref(args: argparse.Namespace) -> None:
     print(f"FID statistics of {args.real}: {path}")
 
 
+def add_progress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("progress", help="report Q1: samples across the denoising steps (+ predicted x0)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--num", type=int, default=5)
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="ddpm")
+    p.add_argument("--steps", type=int, help="for ddim/dpmpp")
+    p.add_argument("--out", type=Path, default=Path("q1.png"))
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_progress)
+
+
+def cmd_progress(args: argparse.Namespace) -> None:
+    from animegen.workflows.progress import progress
+
+    xt, x0 = progress(args.checkpoint, args.out, args.num, args.frames, args.seed, args.sampler, args.steps,
+                      args.device)
+    print(f"wrote {xt} and {x0}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -151,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(sub)
     add_evaluate(sub)
     add_fid_ref(sub)
+    add_progress(sub)
     return parser
 
 

@@ -10,9 +10,10 @@ from animegen.core.rng import StackedRandomGenerator
 from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.ddim import sample_ddim
 from animegen.samplers.ddpm import Callback, sample_ddpm
+from animegen.samplers.dpmpp import sample_dpmpp_2m
 from animegen.samplers.timesteps import respaced_timesteps
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 
 def sample_batch(denoiser: Denoiser, seeds: Sequence[int], sampler: str = "ddim", steps: int | None = None,
@@ -23,9 +24,11 @@ def sample_batch(denoiser: Denoiser, seeds: Sequence[int], sampler: str = "ddim"
     x = rng.randn((len(seeds), *image_shape))
     if sampler == "ddpm":
         return sample_ddpm(denoiser, x, noise=rng.randn_like, callback=callback)
+    ts = respaced_timesteps(denoiser.timesteps, min(steps or 50, denoiser.timesteps), spacing, denoiser.alpha_bar)
     if sampler == "ddim":
-        ts = respaced_timesteps(denoiser.timesteps, steps or 50, spacing)
         return sample_ddim(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback)
+    if sampler == "dpmpp":
+        return sample_dpmpp_2m(denoiser, x, ts, callback=callback)
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
