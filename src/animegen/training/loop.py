@@ -158,7 +158,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> Path | None:
-        """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save and return the last checkpoint."""
+        """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save, and return the run directory."""
         cfg = self.cfg
         self._install_signal_handlers()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
