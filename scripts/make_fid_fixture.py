@@ -7,7 +7,7 @@ Run with a Python that has pytorch-fid, torchvision and scipy (not project depen
 Writes (about 175 KB, no weights):
   layout.json   key -> shape of the state dict pytorch-fid's fid_inception_v3() loads (the official
                 pt_inception-2015-12-05-6726825d.pth layout)
-  images/*.png  four small seeded noise images
+  images/*.png  four small seeded noise images (not committed: tests/test_fid.py regenerates them from the seed)
   expected.npz  pytorch-fid's features (dims 64/192/768/2048) of those images under `random_state_dict(layout, SEED)`,
                 and feature sets with pytorch-fid's FID between them (regular, rank-deficient, singular)
 """

@@ -22,6 +22,19 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
 
 
 @pytest.fixture(scope="module")
+def fixture_images(tmp_path_factory) -> Path:
+    """The four seeded 64x48 images scripts/make_fid_fixture.py fed pytorch-fid, regenerated here (same seed,
+    same arithmetic, lossless PNG) so no image files are committed; the feature test fails if they drift."""
+    folder = tmp_path_factory.mktemp("fid-images")
+    rng = np.random.default_rng(1234)
+    for i in range(4):
+        pixels = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+        pixels = ((pixels.astype(np.uint16) + np.roll(pixels, 1, axis=1)) // 2).astype(np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
 def layout() -> dict[str, list[int]]:
     return json.loads((FIXTURE / "layout.json").read_text())
 
@@ -74,9 +87,9 @@ def test_official_layout_loads_strictly(layout):
 
 
 @pytest.mark.parametrize("dims", [64, 192, 768, 2048])
-def test_features_match_pytorch_fid(weights, expected, dims):
+def test_features_match_pytorch_fid(weights, expected, dims, fixture_images):
     net, _ = fidmod.load_inception(weights)
-    ours = fidmod.folder_features(FIXTURE / "images", net, dims=dims)
+    ours = fidmod.folder_features(fixture_images, net, dims=dims)
     theirs = expected[f"features_{dims}"]
     assert ours.shape == theirs.shape == (4, dims)
     assert np.abs(ours - theirs).max() <= 1e-4
@@ -99,13 +112,13 @@ def test_fid_is_zero_on_itself_and_grows_with_degradation(weights, faces_levels,
     assert values[0] < values[1] < values[2] < values[3]
 
 
-def test_reference_stats_are_cached(weights, monkeypatch, tmp_path):
+def test_reference_stats_are_cached(weights, monkeypatch, tmp_path, fixture_images):
     reads = []
     real_read = fidmod.read_rgb
     monkeypatch.setattr(fidmod, "read_rgb", lambda path: reads.append(path) or real_read(path))
     folder = tmp_path / "real"
     folder.mkdir()
-    for path in (FIXTURE / "images").glob("*.png"):
+    for path in fixture_images.glob("*.png"):
         (folder / path.name).write_bytes(path.read_bytes())
 
     first = fidmod.compute_reference_stats(folder, weights, dims=64, cache_dir=tmp_path / "cache")
@@ -179,9 +192,9 @@ def test_fid_is_registered_and_needs_real_images(tmp_path):
 
 
 @pytest.mark.slow
-def test_registered_metric_end_to_end(weights, tmp_path):
+def test_registered_metric_end_to_end(weights, tmp_path, fixture_images):
     """The pool3 FID through the registry; slow: sqrtm of a 2048x2048 product takes ~30 s here."""
-    ctx = EvalContext(images=FIXTURE / "images", real=FIXTURE / "images",
+    ctx = EvalContext(images=fixture_images, real=fixture_images,
                       inception_weights=str(weights), cache_dir=tmp_path)
     value = METRICS["fid"](ctx)["fid"]
     assert abs(value) < 1e-2, value
