@@ -74,16 +74,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="write N faces as 1.jpg..N.jpg from a trained model")
-    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the model shipped with "
+                                        "animegen, trained on a 2-core CPU)")
     p.add_argument("--out", type=Path, default=Path("submission"), help="output folder (default: submission/)")
     p.add_argument("--num", type=int, default=1000)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="ddim",
-                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: ddim)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default 50)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default=None,
+                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's preview "
+                        "sampler, e.g. dpmpp for the cpu preset)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default: the model's)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
     p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz")
     p.add_argument("--jpeg-quality", type=int, default=95)
     p.add_argument("--device", default="cpu")
@@ -164,6 +166,38 @@ def cmd_progress(args: argparse.Namespace) -> None:
     print(f"wrote {xt} and {x0}")
 
 
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="report Q2: the same seeds through several samplers, timed and scored")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
+    p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
+    p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
+                   help="comma-separated sampler:steps (ddpm runs all T steps)")
+    p.add_argument("--num", type=int, default=1000, help="images per sampler (the same seeds for each)")
+    p.add_argument("--out", type=Path, default=Path("report"))
+    p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
+    p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (FID)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--workers", type=int, default=0, help="processes for AFD")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from animegen.assets import shipped_model
+    from animegen.workflows.compare import compare
+    from animegen.workflows.evaluate import parse_metrics
+
+    metrics = tuple(parse_metrics(args.metrics))
+    if args.real is None and any(m in ("fid", "swd") for m in metrics):
+        raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
+    checkpoint = args.checkpoint or str(shipped_model())
+    compare(checkpoint, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
+            args.device, {"num_workers": args.workers, "inception_weights": args.inception_weights})
+    print((args.out / "report.md").read_text(), end="")
+    print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -174,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_fid_ref(sub)
     add_progress(sub)
+    add_compare(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     if not cfg.enabled:
         return x
     b = x.shape[0]
-    rand = torch.rand(b, 4, generator=generator, dtype=torch.float32)
+    rand = torch.rand(b, 4, generator=generator, device=generator.device, dtype=torch.float32).to(x.device)
     if cfg.hflip:
         x = torch.where((rand[:, 0] < 0.5).view(b, 1, 1, 1), x.flip(-1), x)
     if cfg.rotate_deg > 0:

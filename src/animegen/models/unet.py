@@ -24,6 +24,7 @@ class UNetConfig:
     attn_resolutions: tuple[int, ...] = (16,)  # feature-map sizes that get self-attention
     dropout: float = 0.0
     head_dim: int = 32
+    patch_size: int = 1                    # space-to-depth at the input: the UNet runs at image_size / patch_size
 
 
 class UNet(nn.Module):
@@ -34,7 +35,11 @@ class UNet(nn.Module):
         self.cfg = cfg
         emb_dim = 4 * cfg.dim
         self.emb = nn.Sequential(nn.Linear(cfg.dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.stem = nn.Conv2d(cfg.channels, cfg.dim, 3, padding=1)
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+        # space-to-depth: a p x p patch becomes p*p*C channels, so every layer runs on p*p times fewer positions
+        pixel_ch = cfg.channels * cfg.patch_size ** 2
+        self.stem = nn.Conv2d(pixel_ch, cfg.dim, 3, padding=1)
         chans = [cfg.dim * m for m in cfg.dim_mults]
 
         def block(i: int, o: int, res: int) -> nn.ModuleList:
@@ -45,7 +50,7 @@ class UNet(nn.Module):
 
         # encoder: every block's output is kept as a skip connection
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
-        skips, ch, res = [], cfg.dim, cfg.image_size
+        skips, ch, res = [], cfg.dim, cfg.image_size // cfg.patch_size
         for level, out in enumerate(chans):
             for _ in range(cfg.num_res_blocks):
                 self.down.append(block(ch, out, res))
@@ -68,14 +73,14 @@ class UNet(nn.Module):
             if not first:
                 res *= 2
         self.out_norm = group_norm(ch)
-        self.out = nn.Conv2d(ch, cfg.channels, 3, padding=1)
+        self.out = nn.Conv2d(ch, pixel_ch, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         emb = self.emb(sinusoidal_embedding(noise_level, cfg.dim))
-        h = self.stem(x)
+        h = self.stem(F.pixel_unshuffle(x, cfg.patch_size))
         hs = []
         blocks = iter(self.down)
         for level, downsample in enumerate(self.downsample):
@@ -90,7 +95,7 @@ class UNet(nn.Module):
             for _ in range(cfg.num_res_blocks):
                 h = _run(next(blocks), torch.cat([h, hs.pop()], dim=1), emb)
             h = upsample(h)
-        return self.out(F.silu(self.out_norm(h)))
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), cfg.patch_size)
 
 
 def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

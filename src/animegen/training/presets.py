@@ -22,7 +22,18 @@ STRONG = {
     "diffusion.schedule": "cosine",
 }
 
-PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG}
+# cpu = the best faces per CPU-hour found by benchmarks/preset_sweep.py (docs/cpu-preset.md has the table):
+# the UNet runs at 32x32 on 2x2 patches (space-to-depth), one res block per level, v-prediction with min-SNR
+# weighting on a cosine T=1000 schedule; fewer FLOPs per image buy more steps, which matters most in an hour
+CPU = {
+    "model.patch_size": 2, "model.dim": 32, "model.num_res_blocks": 1, "model.attn_resolutions": [8],
+    "diffusion.timesteps": 1000, "diffusion.schedule": "cosine", "diffusion.objective": "pred_v",
+    "diffusion.min_snr_gamma": 5.0,
+    "optim.batch_size": 32, "optim.warmup_steps": 200,
+    "sample.sampler": "dpmpp", "sample.steps": 20,
+}
+
+PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU}
 
 
 def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:

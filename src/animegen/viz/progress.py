@@ -16,9 +16,10 @@ def pick_frames(num_steps: int, frames: int) -> list[int]:
     return sorted({round(i * (total - 1) / (frames - 1)) for i in range(frames)}) if frames > 1 else [total - 1]
 
 
-def save_progress_figure(frames: list[torch.Tensor], titles: list[str], path: Path, suptitle: str) -> int:
-    """frames: one uint8 (num, 3, H, W) tensor per column; titles: one per column. Writes a PNG and returns
-    the number of image panels drawn (num x columns)."""
+def save_progress_figure(frames: list[torch.Tensor], titles: list[str], path: Path, suptitle: str,
+                         row_labels: list[str] | None = None) -> int:
+    """frames: one uint8 (num, 3, H, W) tensor per column; titles: one per column; row_labels: one per row
+    (optional). Writes a PNG and returns the number of image panels drawn (num x columns)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,6 +35,8 @@ def save_progress_figure(frames: list[torch.Tensor], titles: list[str], path: Pa
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=7)
+            if c == 0 and row_labels:
+                ax.set_ylabel(row_labels[r], fontsize=7)
     panels = sum(1 for ax in fig.axes if ax.images)
     fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout(pad=0.3)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from animegen.assets import shipped_model
 from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 from animegen.samplers.run import sample_images
@@ -33,13 +34,19 @@ def prepare_out(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def generate(checkpoint: str, out: Path, num: int = 1000, sampler: str = "ddim", steps: int | None = None,
-             eta: float = 0.0, seed: int = 0, batch_size: int = 64, spacing: str = "uniform",
-             tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95, device: str = "cpu") -> Path:
-    """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone."""
+def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | None = None,
+             steps: int | None = None, eta: float = 0.0, seed: int = 0, batch_size: int = 250,
+             spacing: str = "uniform", tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95,
+             device: str = "cpu") -> Path:
+    """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
+
+    checkpoint None = the model shipped with animegen; sampler/steps None = the ones the model was trained to
+    preview with (its config's `sample` section)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
-    denoiser, cfg, ckpt = load_denoiser(checkpoint, device=device)
+    denoiser, cfg, ckpt = load_denoiser(checkpoint if checkpoint is not None else shipped_model(), device=device)
+    if sampler is None:
+        sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
     prepare_out(out, force)
     log.info("sampling %d images from %s with %s", num, ckpt, sampler)
     shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)

@@ -1,0 +1,39 @@
+"""Figures of the sampler comparison (report Q2): metrics against NFE, and the same seeds side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from animegen.core.atomic import atomic_path
+from animegen.viz.progress import save_progress_figure
+
+
+def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> None:
+    """One panel per metric: its value against network evaluations per image (log x), a line per sampler."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [*metrics, "img_per_s"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), dpi=100, squeeze=False)
+    for ax, metric in zip(axes[0], panels):
+        for sampler in dict.fromkeys(r["sampler"] for r in rows):
+            mine = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
+            ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], "o-", label=sampler)
+        ax.set(xscale="log", xlabel="NFE per image", title=metric.upper() if metric != "img_per_s" else "img/s")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def save_side_by_side(images: list[torch.Tensor], labels: list[str], path: Path) -> int:
+    """images: one uint8 (k, 3, H, W) tensor per sampler (same seeds) -> a row per sampler, a column per seed."""
+    columns = [torch.stack([per_sampler[j] for per_sampler in images]) for j in range(images[0].shape[0])]
+    return save_progress_figure(columns, [f"seed {j}" for j in range(len(columns))], path,
+                                "the same seeds through each sampler", row_labels=labels)
