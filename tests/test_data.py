@@ -14,10 +14,12 @@ from PIL import Image
 from animegen.core.errors import UserError
 from animegen.data.augment import AugmentConfig, augment
 from animegen.data.dataset import BatchSampler, load_images
+from animegen.data.sources import open_source
 
 
 def make_zoo(folder, faces_dir):
-    """A folder of 6 decodable images in odd formats and 4 files that are not images (returns counts)."""
+    """A folder of 9 decodable images in odd formats and sizes, 4 files that are not images, and links that
+    lead nowhere or in circles (returns the counts of good and bad image files)."""
     folder.mkdir()
     face = Image.open(sorted(faces_dir.iterdir())[0]).convert("RGB")
     face.convert("L").save(folder / "grey.png")
@@ -32,13 +34,19 @@ def make_zoo(folder, faces_dir):
     sub = folder / "nested"
     sub.mkdir()
     face.save(sub / "plain.jpg")
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(folder / "one.png")
+    Image.new("RGB", (8000, 8000), (30, 200, 30)).save(folder / "huge.jpg", quality=50)
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    (sub / "loop").symlink_to(folder, target_is_directory=True)  # a walk that followed it would never end
+    (folder / "gone.jpg").symlink_to(folder / "does-not-exist.jpg")
     raw = (faces_dir / sorted(os.listdir(faces_dir))[1]).read_bytes()
     (folder / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
     (folder / "notes.jpg").write_text("this is not an image")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "readme.txt").write_text("ignored: not an image suffix")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    return 6, 4
+    return 9, 4
 
 
 def test_modes_and_broken_files(tmp_path, faces_dir, caplog):
@@ -49,9 +57,18 @@ def test_modes_and_broken_files(tmp_path, faces_dir, caplog):
     warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(warnings) == 1 and f"skipped {bad} of {good + bad}" in warnings[0]
     # grey-derived images stay grey after conversion to RGB; the 16-bit one is not clipped to white
-    by_name = sorted(["cmyk.jpg", "deep.png", "grey.png", "nested/plain.jpg", "palette.png", "rgba.png"])
+    good_names = {"anim.webp", "cmyk.jpg", "deep.png", "grey.png", "huge.jpg", "nested/plain.jpg", "one.png",
+                  "palette.png", "rgba.png"}
+    by_name = [n for n in open_source(tmp_path / "zoo").names if n in good_names]  # the loader's order
+    assert len(by_name) == good
     deep = images[by_name.index("deep.png")].float()
     assert (deep[0] - deep[1]).abs().max() <= 1 and 40 < deep.mean() < 220
+    # the 1x1 and 8000x8000 images become flat squares of their colour; an animation gives its first frame
+    assert images[by_name.index("one.png")].float().mean(dim=(1, 2)).round().tolist() == [200, 30, 30]
+    huge = images[by_name.index("huge.jpg")].float().mean(dim=(1, 2))
+    assert (huge - torch.tensor([30.0, 200.0, 30.0])).abs().max() < 4
+    face = images[by_name.index("nested/plain.jpg")].float()
+    assert (images[by_name.index("anim.webp")].float() - face).abs().mean() < 8
 
 
 def test_centre_crop_and_resize(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 import sys
@@ -69,7 +70,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from animegen.workflows.train import train
 
     run_dir = train(cfg, args.data, args.out, args.resume, args.cache_dir)
-    print(f"run directory: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        print(f"run directory: {run_dir}")
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:

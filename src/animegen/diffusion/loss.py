@@ -25,12 +25,19 @@ class DiffusionLoss:
             return clipped / (snr + 1)
         return clipped
 
-    def __call__(self, denoiser: Denoiser, x0: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-        """x0: (B, C, H, W) in [-1, 1] -> (B,) float32 loss."""
-        b = x0.shape[0]
-        t = torch.randint(0, denoiser.timesteps, (b,), generator=generator, device=x0.device)
+    def draw(self, denoiser: Denoiser, x0: torch.Tensor, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random part of a training step: timesteps t (B,) int64 uniform in [0, T) and noise eps like x0."""
+        t = torch.randint(0, denoiser.timesteps, (x0.shape[0],), generator=generator, device=x0.device)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return t, eps
+
+    def __call__(self, denoiser: Denoiser, x0: torch.Tensor, generator: torch.Generator | None = None,
+                 t: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """x0: (B, C, H, W) in [-1, 1] -> (B,) float32 loss; t and eps are drawn from `generator` unless given."""
+        if t is None or eps is None:
+            t, eps = self.draw(denoiser, x0, generator)
+        b = x0.shape[0]
         alpha_bar_t = denoiser.alpha_bar[t].float()
         a = alpha_bar_t.sqrt().view(b, 1, 1, 1)
         s = (1 - alpha_bar_t).sqrt().view(b, 1, 1, 1)

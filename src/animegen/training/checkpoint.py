@@ -47,9 +47,10 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, 
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_dir(ckpt_root)
-    except OSError as err:
+    except (OSError, SafetensorError, RuntimeError) as err:  # safetensors and torch.save wrap the OS error
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not save checkpoint {final} ({err.strerror or err}); the previous checkpoint "
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise UserError(f"could not save checkpoint {final} ({reason}); the previous checkpoint "
                         f"is intact — free disk space and --resume") from None
     write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
     _prune(ckpt_root, keep)

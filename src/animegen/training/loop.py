@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from animegen.core.device import pick_device, use_bf16
@@ -28,6 +29,7 @@ from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.training.config import TrainConfig, to_dict
+from animegen.training.distributed import DistEnv, gather, mean_and_any
 from animegen.training.ema import make_ema
 from animegen.training.factory import build_denoiser
 from animegen.viz.curves import plot_loss
@@ -39,21 +41,30 @@ log = logging.getLogger(__name__)
 class Trainer:
     """One training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, rank: int = 0, world_size: int = 1,
-                 evaluator: Callable[[Denoiser, int], dict] | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
+                 evaluator: Callable[[Denoiser, int], dict] | None = None, device: str | None = None):
         self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
         self.evaluator = evaluator  # (EMA denoiser, step) -> metrics; given by the workflow (metrics live above)
-        self.rank, self.world_size = rank, world_size
-        self.device = pick_device(cfg.device)
+        self.env = env or DistEnv()
+        self.rank, self.world_size = self.env.rank, self.env.world_size
+        self.device = pick_device(device or cfg.device)
         self.bf16 = use_bf16(cfg.bf16, self.device)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # every rank builds the same initial weights
         self.denoiser = build_denoiser(cfg).to(self.device)
         if cfg.channels_last:
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
+        self._ddp_denoiser = None
+        if self.env.enabled:
+            # the loss calls the net through this wrapper so DDP averages gradients over ranks during backward;
+            # EMA, checkpoints and sampling keep using the bare net (no "module." prefixes on disk)
+            ddp = DistributedDataParallel(self.denoiser.net,
+                                          device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self._ddp_denoiser = Denoiser(ddp, self.denoiser.alpha_bar, self.denoiser.objective)
         self.ema = make_ema(self.denoiser.net, cfg.ema.decay, cfg.ema.every, cfg.ema.warmup)
         self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
         self.optimizer = self._make_optimizer()
         self.loss_fn = DiffusionLoss(cfg.diffusion.min_snr_gamma)
+        world_size, rank = self.world_size, self.rank
         per_rank = cfg.optim.batch_size // (world_size * cfg.optim.grad_accum)
         if per_rank < 1 or per_rank * world_size * cfg.optim.grad_accum != cfg.optim.batch_size:
             raise UserError(f"batch size {cfg.optim.batch_size} does not split into {world_size} process(es) x "
@@ -73,9 +84,11 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
+        mine = {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state().cpu(),
+                "torch_rng": torch.get_rng_state()}
         return {"step": self.step, "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "ema_n_averaged": self.ema.n_averaged.clone()}
+                "ema_n_averaged": self.ema.n_averaged.clone(), "ranks": gather(mine, self.env)}
 
     def resume(self, ckpt: Path) -> None:
         """Restore weights, EMA, optimizer, data order, RNGs and counters from checkpoint folder `ckpt`."""
@@ -84,19 +97,28 @@ class Trainer:
         load_weights(self.ema.module, ckpt / "ema.safetensors")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.generator.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
             self.ema.n_averaged.copy_(state["ema_n_averaged"])
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        except (KeyError, ValueError, RuntimeError) as err:
+            ranks = state["ranks"]
+            if len(ranks) == self.world_size:
+                self.sampler.load_state_dict(ranks[self.rank]["sampler"])
+                self.generator.set_state(ranks[self.rank]["generator"])
+                torch.set_rng_state(ranks[self.rank]["torch_rng"])
+            else:  # another process count: weights and optimizer carry over, the data order starts afresh
+                log.warning("%s was saved by %d process(es), this run has %d: continuing with a new data order "
+                            "(not bit-exact)", ckpt, len(ranks), self.world_size)
+                self.sampler = BatchSampler(len(self.images), self.micro_batch, self.cfg.seed + self.step,
+                                            self.rank, self.world_size)
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
 
     def save(self) -> Path | None:
+        """Checkpoint (rank 0 writes; every rank must call it, since the state is gathered from all ranks)."""
+        state = self.state_dict()
         if self.rank != 0:
             return None
         path = save_checkpoint(self.run_dir, self.step, self.denoiser.net, self.ema.module, to_dict(self.cfg),
-                               self.state_dict(), self.cfg.keep_checkpoints)
+                               state, self.cfg.keep_checkpoints)
         plot_loss(self.run_dir / "log.jsonl", self.run_dir / "loss.png", f"{self.cfg.preset} preset")
         return path
 
@@ -123,6 +145,7 @@ class Trainer:
                 loss = self.loss_fn(self._train_module(), self.next_batch(), self.generator).mean()
             (loss / self.cfg.optim.grad_accum).backward()
             total += loss.item() / self.cfg.optim.grad_accum
+        total, _ = mean_and_any(total, False, self.env, self.device)  # the same verdict on every rank
         if not math.isfinite(total):
             raise UserError(f"loss became {total} at step {self.step + 1}: training diverged. The last checkpoint "
                             f"in {self.run_dir} is intact; resume with a lower learning rate (--lr)")
@@ -135,7 +158,7 @@ class Trainer:
 
     def _train_module(self):
         """The module the loss calls (a DDP wrapper under torch.distributed)."""
-        return self.denoiser
+        return self._ddp_denoiser or self.denoiser
 
     # -- outputs -------------------------------------------------------------------------------------------
     def ema_denoiser(self) -> Denoiser:
@@ -193,6 +216,10 @@ class Trainer:
                     last_saved = self.step
                 if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60:
                     self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
+                # ranks stop together: one rank's signal or time limit stops all after this same step
+                _, stop = mean_and_any(0.0, self.stop_reason is not None, self.env, self.device)
+                if stop and self.stop_reason is None:
+                    self.stop_reason = "another process stopped"
         finally:
             bar.close()
             self._restore_signal_handlers()

@@ -17,6 +17,7 @@ from animegen.data.dataset import load_images
 from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import resolve_checkpoint
 from animegen.training.config import TrainConfig, from_dict, to_dict
+from animegen.training.distributed import init_distributed, main_first, shutdown
 from animegen.training.loop import Trainer
 from animegen.workflows.generate import save_jpeg
 
@@ -85,16 +86,24 @@ def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
 
 def train(cfg: TrainConfig, data: str, out: Path | None = None, resume: bool = False,
           cache_dir: Path | None = None) -> Path:
-    """Train a diffusion model on the images at `data`; returns the run directory."""
-    cfg, run_dir, ckpt = prepare_run(cfg, out, resume)
-    images = load_images(data, cfg.model.image_size, cache_dir)
-    log.info("%d training images from %s; run directory %s", len(images), data, run_dir)
-    evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every else None
-    trainer = Trainer(cfg, run_dir, images, evaluator=evaluator)
-    if ckpt is not None:
-        trainer.resume(ckpt)
-        log.info("resumed %s at step %d", ckpt, trainer.step)
-    if torch.get_num_threads() > 1:
-        log.debug("torch threads: %d", torch.get_num_threads())
-    trainer.run()
+    """Train a diffusion model on the images at `data`; returns the run directory.
+
+    Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
+    then each rank trains on its shard with DDP, and rank 0 alone writes."""
+    env, device = init_distributed(cfg.device)
+    try:
+        if not env.is_main:
+            logging.getLogger("animegen").setLevel(logging.WARNING)
+        cfg, run_dir, ckpt = main_first(env, lambda: prepare_run(cfg, out, resume), share=True)
+        images = main_first(env, lambda: load_images(data, cfg.model.image_size, cache_dir, progress=env.is_main))
+        log.info("%d training images from %s; run directory %s%s", len(images), data, run_dir,
+                 f"; {env.world_size} processes" if env.enabled else "")
+        evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
+        trainer = Trainer(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
+        if ckpt is not None:
+            trainer.resume(ckpt)
+            log.info("resumed %s at step %d", ckpt, trainer.step)
+        trainer.run()
+    finally:
+        shutdown()
     return run_dir

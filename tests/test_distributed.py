@@ -1,0 +1,105 @@
+"""torch.distributed on this CPU (gloo): real torchrun processes, and DDP's first step against one process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import TINY
+from animegen.data.dataset import BatchSampler, load_images
+from animegen.training.distributed import DistEnv
+from animegen.training.loop import Trainer
+from animegen.training.presets import preset_config
+
+TINY_ARGS = [x for key, value in TINY.items() for x in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(free_port()), "-m", "animegen", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_save_once_and_resume(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    common = ["train", "--data", str(faces_dir), "--out", str(run), *TINY_ARGS, "--set", "sample.every=0",
+              "--set", "save_every=4"]
+    first = torchrun(*common, "--steps", "4")
+    assert first.stdout.count("run directory:") == 1  # rank 0 alone speaks
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # one log, written by rank 0 only
+    assert all(0 < r["loss"] < 10 for r in rows)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000004"]
+    state = torch.load(run / "checkpoints" / "step-0000004" / "state.pt", weights_only=True)
+    assert len(state["ranks"]) == 2  # each rank's data order and RNG, for an exact resume
+
+    torchrun(*common, "--resume", "--steps", "6")
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows][-2:] == [5, 6]
+    assert (run / "latest").read_text().strip() == "checkpoints/step-0000006"
+
+
+def _first_step_worker(rank: int, port: int, out: str, images: torch.Tensor) -> None:
+    """One DDP rank: record its batch indices and RNG, take one optimizer step, report the weights."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    cfg = preset_config("simple", {**TINY, "optim.batch_size": 8})
+    trainer = Trainer(cfg, Path(out) / f"rank{rank}", images, env=DistEnv(rank, 2, rank), device="cpu")
+    sampler_state = trainer.sampler.state_dict()
+    generator_state = trainer.generator.get_state()
+    trainer.train_step()
+    weights = {k: v.clone() for k, v in trainer.denoiser.net.state_dict().items()}
+    torch.save({"sampler": sampler_state, "generator": generator_state, "weights": weights},
+               Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tmp_path, faces_dir):
+    images = load_images(faces_dir, TINY["model.image_size"], progress=False)[:64]
+    mp.spawn(_first_step_worker, args=(free_port(), str(tmp_path), images), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for key in ranks[0]["weights"]:  # DDP keeps the replicas identical
+        torch.testing.assert_close(ranks[0]["weights"][key], ranks[1]["weights"][key], rtol=0, atol=0)
+
+    # one process, global batch 8 = rank 0's 4 images then rank 1's 4, with the noise each rank drew
+    cfg = preset_config("simple", {**TINY, "optim.batch_size": 8})
+    single = Trainer(cfg, tmp_path / "single", images, device="cpu")
+    x0, t, eps = [], [], []
+    for rank, saved in enumerate(ranks):
+        sampler = BatchSampler(len(images), 4, cfg.seed, rank, 2)
+        sampler.load_state_dict(saved["sampler"])  # the shard and position rank `rank` drew its batch from
+        x = images[sampler.next()].float() / 255 * 2 - 1
+        generator = torch.Generator().set_state(saved["generator"])
+        t_r, eps_r = single.loss_fn.draw(single.denoiser, x, generator)
+        x0.append(x), t.append(t_r), eps.append(eps_r)
+    single.optimizer.zero_grad()
+    loss = single.loss_fn(single.denoiser, torch.cat(x0), t=torch.cat(t), eps=torch.cat(eps)).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(single.denoiser.net.parameters(), cfg.optim.grad_clip)
+    for group in single.optimizer.param_groups:
+        group["lr"] = single.lr_at(0)
+    single.optimizer.step()
+    before = Trainer(cfg, tmp_path / "fresh", images, device="cpu").denoiser.net.state_dict()
+    moved = 0
+    for key, value in single.denoiser.net.state_dict().items():
+        torch.testing.assert_close(ranks[0]["weights"][key], value, rtol=0, atol=1e-5)
+        moved += int(not torch.equal(value, before[key]))
+    assert moved > 10  # the step changed the weights, so the comparison above is not trivially true
