@@ -87,3 +87,18 @@ def test_progress_panels_and_frame_choice(tmp_path):
     columns = [torch.randint(0, 255, (5, 3, 16, 16), dtype=torch.uint8) for _ in range(20)]
     panels = save_progress_figure(columns, [f"t={t}" for t in range(20)], tmp_path / "f.png", "x")
     assert panels == 5 * 20 and (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_export_halves_the_weights_and_generates_nearly_the_same_images(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    cli("train", "--data", str(faces_dir), "--out", str(run), "--steps", "2", *FAST)
+    cli("export", "--checkpoint", str(run), "--out", str(tmp_path / "M"))
+    full = next((run / "checkpoints").glob("step-*")) / "ema.safetensors"
+    half = tmp_path / "M" / "ema.safetensors"
+    assert 0.4 < half.stat().st_size / full.stat().st_size < 0.6
+    for name, ckpt in (("A", run), ("B", tmp_path / "M")):
+        cli("generate", "--checkpoint", str(ckpt), "--num", "2", "--steps", "3", "--out", str(tmp_path / name))
+    a, b = (np.asarray(Image.open(tmp_path / n / "1.jpg"), dtype=np.float32) for n in ("A", "B"))
+    assert np.abs(a - b).mean() < 2.0  # fp16 weights, fp32 sampling: the same picture
+    refused = cli("export", "--checkpoint", str(run), "--out", str(tmp_path / "M"), check=False)
+    assert refused.returncode == 2 and "not empty" in refused.stderr

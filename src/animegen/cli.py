@@ -200,6 +200,22 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
 
 
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a run's EMA weights as a small inference-only model folder (fp16)")
+    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
+    p.add_argument("--out", type=Path, required=True, help="new folder for config.json + ema.safetensors")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from animegen.workflows.export import export_model
+
+    out = export_model(args.checkpoint, args.out, half=not args.fp32)
+    size = (out / "ema.safetensors").stat().st_size
+    print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -211,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fid_ref(sub)
     add_progress(sub)
     add_compare(sub)
+    add_export(sub)
     return parser
 
 
