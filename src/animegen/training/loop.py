@@ -7,18 +7,14 @@ happened.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import signal
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from animegen.core.device import pick_device, use_bf16
 from animegen.core.errors import UserError
@@ -31,6 +27,7 @@ from animegen.training.checkpoint import load_state, load_weights, save_checkpoi
 from animegen.training.config import TrainConfig, to_dict
 from animegen.training.distributed import DistEnv, gather, mean_and_any
 from animegen.training.ema import make_ema
+from animegen.training.runner import TrainingLoop
 from animegen.training.factory import build_denoiser
 from animegen.viz.curves import plot_loss
 from animegen.viz.grid import save_grid
@@ -38,8 +35,8 @@ from animegen.viz.grid import save_grid
 log = logging.getLogger(__name__)
 
 
-class Trainer:
-    """One training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
+class Trainer(TrainingLoop):
+    """One diffusion training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
                  evaluator: Callable[[Denoiser, int], dict] | None = None, device: str | None = None):
@@ -175,71 +172,8 @@ class Trainer:
                                      image_shape=shape, device=self.device))
         save_grid(torch.cat(batches).cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
 
-    def log(self, row: dict) -> None:
-        with open(self.run_dir / "log.jsonl", "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+    def log_extras(self) -> dict:
+        return {"lr": self.lr_at(self.step - 1)}
 
-    # -- the loop ------------------------------------------------------------------------------------------
-    def run(self) -> Path | None:
-        """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save, and return the run directory."""
-        cfg = self.cfg
-        self._install_signal_handlers()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
-                   disable=self.rank != 0, dynamic_ncols=True)
-        window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-        last_saved = self.step
-        try:
-            while self.step < cfg.steps and self.stop_reason is None:
-                t0 = time.perf_counter()
-                window_loss += self.train_step()
-                window_n += 1
-                self.elapsed += time.perf_counter() - t0
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    now = time.perf_counter()
-                    img_s = window_n * cfg.optim.batch_size / max(now - window_t, 1e-9)
-                    row = {"step": self.step, "loss": window_loss / window_n, "lr": self.lr_at(self.step - 1),
-                           "img_per_s": round(img_s, 2), "elapsed_s": round(self.elapsed, 1)}
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{img_s:.1f}")
-                    if self.rank == 0:
-                        self.log(row)
-                    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-                bar.update(1)
-                if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every == 0:
-                    self.write_grid()
-                if self.rank == 0 and self.evaluator and cfg.eval_every and self.step % cfg.eval_every == 0:
-                    scores = self.evaluator(self.ema_denoiser(), self.step)
-                    self.log({"step": self.step, "eval": scores})
-                    if scores:
-                        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
-                if self.step % cfg.save_every == 0:
-                    self.save()
-                    last_saved = self.step
-                if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60:
-                    self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
-                # ranks stop together: one rank's signal or time limit stops all after this same step
-                _, stop = mean_and_any(0.0, self.stop_reason is not None, self.env, self.device)
-                if stop and self.stop_reason is None:
-                    self.stop_reason = "another process stopped"
-        finally:
-            bar.close()
-            self._restore_signal_handlers()
-        if self.step != last_saved:
-            self.save()
-        if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every != 0:
-            self.write_grid()  # the run always ends with a grid of its final EMA
-        if self.stop_reason:
-            log.warning("stopped at step %d: %s", self.step, self.stop_reason)
-        return self.run_dir
-
-    def _install_signal_handlers(self) -> None:
-        def handler(signum, _frame):
-            if self.stop_reason is not None:  # second Ctrl-C: stop right now
-                raise KeyboardInterrupt
-            self.stop_reason = f"received {signal.Signals(signum).name}; saving"
-            log.warning("%s at step %d (press Ctrl-C again to abort without saving)", self.stop_reason, self.step)
-
-        self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _restore_signal_handlers(self) -> None:
-        for s, h in getattr(self, "_old_handlers", {}).items():
-            signal.signal(s, h)
+    def eval_model(self) -> Denoiser:
+        return self.ema_denoiser()
