@@ -25,7 +25,8 @@ TRAIN_FLAGS = {
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a diffusion model on a folder or archive of face images")
     p.add_argument("--data", help="folder of images (searched recursively) or a .zip/.tar/.tar.gz of them")
-    p.add_argument("--preset", default="simple", help="simple | medium | strong (default: simple)")
+    p.add_argument("--preset", default="simple",
+                   help="simple | medium | strong (the homework's ladder), cpu (best per CPU-hour), boss (StyleGAN2)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/NNNNN-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--steps", type=int, help="total optimizer steps")
@@ -85,6 +86,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                         "sampler, e.g. dpmpp for the cpu preset)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default: the model's)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+    p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation (1 = none, 0.7 = safer faces)")
     p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
     p.add_argument("--batch-size", type=int, default=250)
@@ -99,7 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.workflows.generate import generate
 
     out = generate(args.checkpoint, args.out, args.num, args.sampler, args.steps, args.eta, args.seed,
-                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device)
+                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device, args.psi)
     print(f"wrote {args.num} images to {out}" + (f" and {args.tgz}" if args.tgz else ""))
 
 
@@ -216,6 +218,24 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
 
 
+def add_interpolate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpolate", help="StyleGAN2: a grid walking between latent points (a row per pair)")
+    p.add_argument("--checkpoint", required=True, help="a --preset boss run directory or checkpoint folder")
+    p.add_argument("--out", type=Path, default=Path("lerp.png"))
+    p.add_argument("--rows", type=int, default=4)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--psi", type=float, default=1.0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_interpolate)
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from animegen.workflows.interpolate import interpolate
+
+    print(f"wrote {interpolate(args.checkpoint, args.out, args.rows, args.steps, args.seed, args.psi, args.device)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -228,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(sub)
     add_compare(sub)
     add_export(sub)
+    add_interpolate(sub)
     return parser
 
 

@@ -95,7 +95,7 @@ def from_dict(cls: type, data: dict) -> Any:
     return cls(**kwargs)
 
 
-def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
     """Apply dotted overrides like {"model.dim": 32, "optim.lr": 2e-4} to a config."""
     data = to_dict(cfg)
     for dotted, value in overrides.items():
@@ -107,7 +107,7 @@ def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         if parts[-1] not in node:
             raise UserError(f"--set {dotted}: no such setting (see `animegen train --dry-run`)")
         node[parts[-1]] = value
-    return from_dict(TrainConfig, data)
+    return from_dict(type(cfg), data)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

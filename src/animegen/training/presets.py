@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from animegen.core.errors import UserError
 from animegen.training.config import TrainConfig, with_overrides
+from animegen.training.gan_config import GANTrainConfig
 
 # simple = the homework's sample code: dim 16, (1,2,4), T=100 linear, eps-prediction, batch 16, Adam 1e-3
 SIMPLE: dict = {}
@@ -33,11 +34,16 @@ CPU = {
     "sample.sampler": "dpmpp", "sample.steps": 20,
 }
 
-PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU}
+# boss = the homework's top baseline: a StyleGAN2 (training/gan_config.py holds its defaults)
+BOSS: dict = {}
+
+PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU, "boss": BOSS}
+GAN_PRESETS = {"boss"}
 
 
-def preset_config(name: str, overrides: dict | None = None) -> TrainConfig:
-    """The TrainConfig of preset `name` with `overrides` (dotted keys) applied on top."""
+def preset_config(name: str, overrides: dict | None = None) -> TrainConfig | GANTrainConfig:
+    """The config of preset `name` with `overrides` (dotted keys) applied on top."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return with_overrides(TrainConfig(preset=name), {**PRESETS[name], **(overrides or {})})
+    base = GANTrainConfig(preset=name) if name in GAN_PRESETS else TrainConfig(preset=name)
+    return with_overrides(base, {**PRESETS[name], **(overrides or {})})

@@ -15,7 +15,8 @@ from animegen.assets import shipped_model
 from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 from animegen.samplers.run import sample_images
-from animegen.training.factory import load_denoiser
+from animegen.training.factory import checkpoint_kind, load_denoiser, load_generator
+from animegen.training.gan_loop import gan_images
 
 log = logging.getLogger(__name__)
 HOMEWORK_TGZ_LIMIT = 2 * 1024 * 1024
@@ -37,24 +38,34 @@ def prepare_out(out: Path, force: bool) -> None:
 def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | None = None,
              steps: int | None = None, eta: float = 0.0, seed: int = 0, batch_size: int = 250,
              spacing: str = "uniform", tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95,
-             device: str = "cpu") -> Path:
+             device: str = "cpu", psi: float = 1.0) -> Path:
     """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
 
     checkpoint None = the model shipped with animegen; sampler/steps None = the ones the model was trained to
-    preview with (its config's `sample` section)."""
+    preview with (its config's `sample` section). A StyleGAN2 checkpoint ignores the sampler options and uses
+    `psi` (truncation)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
-    denoiser, cfg, ckpt = load_denoiser(checkpoint if checkpoint is not None else shipped_model(), device=device)
-    if sampler is None:
-        sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
-    prepare_out(out, force)
-    log.info("sampling %d images from %s with %s", num, ckpt, sampler)
-    shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+    source = checkpoint if checkpoint is not None else shipped_model()
     seeds = list(range(seed, seed + num))
+    if checkpoint_kind(source) == "stylegan2":
+        G, _cfg, ckpt = load_generator(source, device)
+        label = f"stylegan2, psi {psi}"
+        batches = (gan_images(G, seeds[i : i + batch_size], psi, device) for i in range(0, num, batch_size))
+    else:
+        denoiser, cfg, ckpt = load_denoiser(source, device=device)
+        if sampler is None:
+            sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
+        label = sampler
+        shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+        batches = sample_images(denoiser, seeds, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
+                                spacing=spacing, image_shape=shape, device=device)
+    prepare_out(out, force)  # only after the model loaded: a bad checkpoint never touches --out
+    log.info("sampling %d images from %s with %s", num, ckpt, label)
     index = 1
-    with tqdm(total=num, desc=f"generate ({sampler})", unit="img", dynamic_ncols=True) as bar:
-        for batch in sample_images(denoiser, seeds, batch_size=batch_size, progress=bar.update, sampler=sampler,
-                                   steps=steps, eta=eta, spacing=spacing, image_shape=shape, device=device):
+    with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
+        for batch in batches:
+            bar.update(len(batch))
             for image in batch.cpu():
                 save_jpeg(image, out / f"{index}.jpg", jpeg_quality)
                 index += 1

@@ -18,6 +18,8 @@ from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import resolve_checkpoint
 from animegen.training.config import TrainConfig, from_dict, to_dict
 from animegen.training.distributed import init_distributed, main_first, shutdown
+from animegen.training.gan_config import GANTrainConfig
+from animegen.training.gan_loop import GANTrainer
 from animegen.training.loop import Trainer
 from animegen.workflows.generate import save_jpeg
 
@@ -39,9 +41,10 @@ def prepare_run(cfg: TrainConfig, out: Path | None, resume: bool) -> tuple[Train
             raise UserError(f"{run_dir}: nothing to resume (no checkpoint); drop --resume to start a new run")
         ckpt = resolve_checkpoint(run_dir)
         saved = json.loads((run_dir / "config.json").read_text())
-        saved_cfg = from_dict(TrainConfig, saved)
+        cls = GANTrainConfig if saved.get("kind") == "stylegan2" else TrainConfig
+        saved_cfg = from_dict(cls, saved)
         # a resumed run may be extended (more steps, more minutes) but keeps its architecture and recipe
-        cfg = from_dict(TrainConfig, {**to_dict(saved_cfg), "steps": cfg.steps, "max_minutes": cfg.max_minutes})
+        cfg = from_dict(cls, {**to_dict(saved_cfg), "steps": cfg.steps, "max_minutes": cfg.max_minutes})
         return cfg, run_dir, ckpt
     if has_ckpt:
         raise UserError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
@@ -84,7 +87,7 @@ def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
     return evaluator
 
 
-def train(cfg: TrainConfig, data: str, out: Path | None = None, resume: bool = False,
+def train(cfg: TrainConfig | GANTrainConfig, data: str, out: Path | None = None, resume: bool = False,
           cache_dir: Path | None = None) -> Path:
     """Train a diffusion model on the images at `data`; returns the run directory.
 
@@ -98,8 +101,11 @@ def train(cfg: TrainConfig, data: str, out: Path | None = None, resume: bool = F
         images = main_first(env, lambda: load_images(data, cfg.model.image_size, cache_dir, progress=env.is_main))
         log.info("%d training images from %s; run directory %s%s", len(images), data, run_dir,
                  f"; {env.world_size} processes" if env.enabled else "")
-        evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
-        trainer = Trainer(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
+        if isinstance(cfg, GANTrainConfig):
+            trainer = GANTrainer(cfg, run_dir, images, env=env, device=device)
+        else:
+            evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
+            trainer = Trainer(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
         if ckpt is not None:
             trainer.resume(ckpt)
             log.info("resumed %s at step %d", ckpt, trainer.step)

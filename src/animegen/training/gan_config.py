@@ -1,0 +1,49 @@
+"""Typed configuration of the StyleGAN2 ("boss") trainer; saved in the run's config.json with kind "stylegan2"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from animegen.data.augment import AugmentConfig
+from animegen.models.stylegan2 import StyleGANConfig
+
+
+@dataclass(frozen=True)
+class GANOptimConfig:
+    lr_g: float = 0.0025
+    lr_d: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    batch_size: int = 32
+    r1_gamma: float = 0.1               # NVlabs' small-resolution configs use 0.01-1; faces at 64 px: 0.1
+    r1_every: int = 16                  # lazy regularisation: R1 every this many D steps
+
+
+@dataclass(frozen=True)
+class GANSampleConfig:
+    every: int = 500
+    num: int = 64
+    psi: float = 1.0                    # truncation for grids and generation (1 = none)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GANTrainConfig:
+    kind: str = "stylegan2"
+    preset: str = "boss"
+    model: StyleGANConfig = field(default_factory=StyleGANConfig)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(hflip=True))
+    diffaugment: str = "color,translation,cutout"  # Zhao et al. 2020; "" = off
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0              # G's EMA half-life in thousands of images
+    ema_rampup: float = 0.05            # ... but at most this share of the images seen so far
+    optim: GANOptimConfig = field(default_factory=GANOptimConfig)
+    sample: GANSampleConfig = field(default_factory=GANSampleConfig)
+    steps: int = 20_000
+    seed: int = 0
+    save_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    eval_every: int = 0
+    eval_num: int = 256
+    max_minutes: float | None = None
+    device: str = "auto"
