@@ -137,11 +137,15 @@ class Trainer(TrainingLoop):
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-        for _ in range(self.cfg.optim.grad_accum):
-            with autocast:
-                loss = self.loss_fn(self._train_module(), self.next_batch(), self.generator).mean()
-            (loss / self.cfg.optim.grad_accum).backward()
-            total += loss.item() / self.cfg.optim.grad_accum
+        accum = self.cfg.optim.grad_accum
+        for i in range(accum):
+            # under DDP, gradients are averaged over ranks once, at the last micro-batch
+            sync = self._ddp_denoiser is None or i == accum - 1
+            with nullcontext() if sync else self._ddp_denoiser.net.no_sync():
+                with autocast:
+                    loss = self.loss_fn(self._train_module(), self.next_batch(), self.generator).mean()
+                (loss / accum).backward()
+            total += loss.item() / accum
         total, _ = mean_and_any(total, False, self.env, self.device)  # the same verdict on every rank
         if not math.isfinite(total):
             raise UserError(f"loss became {total} at step {self.step + 1}: training diverged. The last checkpoint "
