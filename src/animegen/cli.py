@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as err:
-        print(f"animegen: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one of them says why
+            print(f"animegen: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("animegen: interrupted", file=sys.stderr)
