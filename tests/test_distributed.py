@@ -122,11 +122,13 @@ def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tm
     before = fresh.denoiser.net.state_dict()
     for key, param in single.denoiser.net.named_parameters():  # the step's gradient, to 1e-5
         torch.testing.assert_close(ranks[0]["grads"][key], param.grad, rtol=0, atol=1e-5)
+    grads = dict(single.denoiser.net.named_parameters())
     moved = 0
     for key, value in single.denoiser.net.state_dict().items():
-        # Adam's first step is lr * g / (|g| + eps): where g is nearly 0, float noise in g (summed in another
-        # order by DDP) changes that ratio, so weights agree to a few % of lr (1e-3) rather than to 1e-5
-        torch.testing.assert_close(ranks[0]["weights"][key], value, rtol=0, atol=5e-5)
+        # Adam's first step is lr * g / (|g| + eps): where g is float noise (DDP sums in another order) that
+        # ratio is noise too, so weights are compared where the gradient is clearly non-zero
+        clear = grads[key].grad.abs() > 1e-4 if key in grads else torch.ones_like(value, dtype=torch.bool)
+        torch.testing.assert_close(ranks[0]["weights"][key][clear], value[clear], rtol=0, atol=1e-5)
         moved += int(not torch.equal(value, before[key]))
     # the step moved many tensors, so the comparison is not trivial (zero-initialised residual branches keep
     # the layers before them still at step 1)
