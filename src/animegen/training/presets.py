@@ -34,8 +34,11 @@ CPU = {
     "sample.sampler": "dpmpp", "sample.steps": 20,
 }
 
-# boss = the homework's top baseline: a StyleGAN2 (training/gan_config.py holds its defaults)
-BOSS: dict = {}
+# boss = the homework's top baseline: a StyleGAN2 (training/gan_config.py holds the NVlabs-style defaults).
+# Sized for a CPU: modulated grouped convolutions are slow there (G+D at 64 px, batch 32: 1.6 img/s with 256
+# channels, 8 with 128, 25 with 64 — BENCHMARKS.md); on a GPU raise them, e.g. --set model.channels=256
+BOSS = {"model.channels": 64, "model.max_channels": 128, "model.z_dim": 128, "model.w_dim": 128,
+        "model.mapping_layers": 2}
 
 PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU, "boss": BOSS}
 GAN_PRESETS = {"boss"}
