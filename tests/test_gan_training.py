@@ -66,5 +66,7 @@ def test_boss_preset_from_the_command_line(tmp_path, faces_dir):
 
     with Image.open(tmp_path / "lerp.png") as im:  # 5 columns x 2 rows of 32 px tiles, upscaled 2x
         assert im.size == (2 * (5 * 34 + 2), 2 * (2 * 34 + 2))
+    refused = cli("progress", "--checkpoint", str(run), "--out", str(tmp_path / "q1.png"), check=False)
+    assert refused.returncode == 2 and "StyleGAN2 checkpoint" in refused.stderr
     refused = cli("interpolate", "--checkpoint", str(tmp_path / "nothing"), check=False)
     assert refused.returncode == 2 and "no checkpoint" in refused.stderr

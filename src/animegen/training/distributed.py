@@ -76,11 +76,6 @@ def gather(value: Any, env: DistEnv) -> list[Any]:
     return out
 
 
-def barrier(env: DistEnv) -> None:
-    if env.enabled:
-        dist.barrier()
-
-
 def mean_and_any(value: float, flag: bool, env: DistEnv, device: torch.device) -> tuple[float, bool]:
     """(mean of `value` over ranks, whether any rank raised `flag`) in one all-reduce, so every rank takes the
     same decision (stop, diverged) at the same step and none is left waiting in a collective."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from animegen.core.errors import UserError
 from animegen.diffusion.parameterization import Denoiser
 from animegen.diffusion.schedules import alpha_bar
 from animegen.models.stylegan2 import Generator
@@ -24,6 +25,9 @@ def build_denoiser(cfg: TrainConfig) -> Denoiser:
 
 def config_from_checkpoint(ckpt: Path) -> TrainConfig:
     data = read_config(ckpt)
+    if data.get("kind") == "stylegan2":
+        raise UserError(f"{ckpt}: a StyleGAN2 checkpoint; this command needs a diffusion model (generate, "
+                        f"evaluate and interpolate take GAN checkpoints)")
     return from_dict(TrainConfig, {k: v for k, v in data.items() if k not in ("format", "step")})
 
 
