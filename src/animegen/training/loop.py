@@ -96,7 +96,8 @@ class Trainer(TrainingLoop):
             self.optimizer.load_state_dict(state["optimizer"])
             self.ema.n_averaged.copy_(state["ema_n_averaged"])
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-            ranks = state["ranks"]
+            # checkpoints from before per-rank state kept one process's data order and RNGs at the top level
+            ranks = state.get("ranks") or [{k: state[k] for k in ("sampler", "generator", "torch_rng")}]
             if len(ranks) == self.world_size:
                 self.sampler.load_state_dict(ranks[self.rank]["sampler"])
                 self.generator.set_state(ranks[self.rank]["generator"])
