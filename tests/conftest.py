@@ -31,6 +31,13 @@ TINY = {  # a UNet small enough to train a few steps in well under a second each
 }
 
 
+SMALL_GAN = {  # a StyleGAN2 at 32 px small enough for a few steps a second
+    "model.image_size": 32, "model.z_dim": 32, "model.w_dim": 32, "model.channels": 32, "model.max_channels": 32,
+    "model.mapping_layers": 2, "optim.batch_size": 8, "optim.r1_every": 2, "sample.num": 4, "sample.every": 0,
+    "log_every": 1,
+}
+
+
 def cli(*args: str, env: dict | None = None, timeout: float = 300, check: bool = True):
     """Run the real `python -m animegen` in a subprocess (as a user would)."""
     import subprocess

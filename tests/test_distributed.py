@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import TINY
+from conftest import SMALL_GAN, TINY
 from animegen.data.dataset import BatchSampler, load_images
 from animegen.training.distributed import DistEnv
+from animegen.training.gan_loop import GANTrainer
 from animegen.training.loop import Trainer
 from animegen.training.presets import preset_config
 
 TINY_ARGS = [x for key, value in TINY.items() for x in ("--set", f"{key}={json.dumps(value)}")]
+GAN_ARGS = [x for key, value in SMALL_GAN.items() for x in ("--set", f"{key}={json.dumps(value)}")]
 
 
 def torchrun(*args: str, nproc: int = 2, check: bool = True) -> subprocess.CompletedProcess:
@@ -56,6 +59,56 @@ def test_torchrun_two_processes_train_save_once_and_resume(tmp_path, faces_dir):
     assert (run / "latest").read_text().strip() == "checkpoints/step-0000006"
 
 
+@pytest.mark.slow
+def test_torchrun_two_processes_train_the_boss_preset_and_resume(tmp_path, faces_dir):
+    run = tmp_path / "G"
+    common = ["train", "--data", str(faces_dir), "--preset", "boss", "--out", str(run), *GAN_ARGS,
+              "--set", "save_every=3"]
+    torchrun(*common, "--steps", "3")
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["loss_D"] > 0 for r in rows)
+    state = torch.load(run / "checkpoints" / "step-0000003" / "state.pt", weights_only=True)
+    assert len(state["ranks"]) == 2
+    torchrun(*common, "--resume", "--steps", "4")
+    assert (run / "latest").read_text().strip() == "checkpoints/step-0000004"
+
+
+def _join_gloo(rank: int, port: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+
+def two_ranks(worker, tmp_path: Path, images: torch.Tensor) -> list[dict]:
+    """Run worker(rank, port, out, images) in 2 gloo processes; what each saved to out/rank{r}.pt."""
+    mp.spawn(worker, args=(free_port(), str(tmp_path), images), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def _gan_worker(rank: int, port: int, out: str, images: torch.Tensor) -> None:
+    """One rank of a 2-process StyleGAN2 run: 3 steps with R1 and path length, then its weights."""
+    _join_gloo(rank, port)
+    cfg = preset_config("boss", {**SMALL_GAN, "optim.pl_weight": 2.0, "optim.pl_every": 2})
+    trainer = GANTrainer(cfg, Path(out) / f"rank{rank}", images, env=DistEnv(rank, 2, rank), device="cpu")
+    for _ in range(3):
+        trainer.train_step()
+    torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "pl_mean": trainer.loss.pl_mean},
+               Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gan_ranks_stay_identical_replicas_with_r1_and_path_length(tmp_path, faces_dir):
+    images = load_images(faces_dir, SMALL_GAN["model.image_size"], progress=False)[:64]
+    ranks = two_ranks(_gan_worker, tmp_path, images)
+    for net in ("G", "D"):  # gradients averaged after every phase: the weights agree bit for bit
+        for key, value in ranks[0][net].items():
+            if key == "mapping.w_avg":  # the truncation mean tracks each rank's own latents
+                continue
+            assert torch.equal(value, ranks[1][net][key]), f"{net}.{key} differs between ranks"
+    assert ranks[0]["pl_mean"] == ranks[1]["pl_mean"] > 0  # the path-length target is averaged over ranks
+    fresh = GANTrainer(preset_config("boss", SMALL_GAN), tmp_path / "fresh", images, device="cpu")
+    assert not torch.equal(fresh.G.state_dict()["const"], ranks[0]["G"]["const"])  # and they did move
+
+
 def test_a_user_mistake_under_torchrun_stops_every_rank_with_one_message(tmp_path):
     proc = torchrun("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "R"), *TINY_ARGS,
                     check=False)  # a rank left waiting in a collective would hang here until the timeout
@@ -74,10 +127,7 @@ def wake_output_layer(trainer: Trainer) -> None:
 
 def _first_step_worker(rank: int, port: int, out: str, images: torch.Tensor) -> None:
     """One DDP rank: record its batch indices and RNG, take one optimizer step, report the weights."""
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    _join_gloo(rank, port)
     cfg = preset_config("simple", {**TINY, "optim.batch_size": 8})
     trainer = Trainer(cfg, Path(out) / f"rank{rank}", images, env=DistEnv(rank, 2, rank), device="cpu")
     wake_output_layer(trainer)
@@ -93,8 +143,7 @@ def _first_step_worker(rank: int, port: int, out: str, images: torch.Tensor) -> 
 
 def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tmp_path, faces_dir):
     images = load_images(faces_dir, TINY["model.image_size"], progress=False)[:64]
-    mp.spawn(_first_step_worker, args=(free_port(), str(tmp_path), images), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = two_ranks(_first_step_worker, tmp_path, images)
     for key in ranks[0]["weights"]:  # DDP keeps the replicas identical
         torch.testing.assert_close(ranks[0]["weights"][key], ranks[1]["weights"][key], rtol=0, atol=0)
 

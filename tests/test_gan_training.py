@@ -2,23 +2,22 @@
 
 import json
 
+import pytest
 import torch
 
-from conftest import cli
+from conftest import SMALL_GAN as SMALL, cli
 
 from animegen.data.dataset import load_images
 from animegen.training.gan_loop import GANTrainer, gan_images
 from animegen.training.presets import preset_config
 
-SMALL = {"model.image_size": 32, "model.z_dim": 32, "model.w_dim": 32, "model.channels": 32,
-         "model.max_channels": 32, "model.mapping_layers": 2, "optim.batch_size": 8, "optim.r1_every": 2,
-         "sample.num": 4, "sample.every": 0, "log_every": 1}
 SMALL_ARGS = [x for key, value in SMALL.items() for x in ("--set", f"{key}={json.dumps(value)}")]
 
 
-def test_resume_continues_bit_for_bit(tmp_path, faces_dir):
+@pytest.mark.parametrize("extra", [{}, {"optim.pl_weight": 2.0, "optim.pl_every": 2}], ids=["plain", "path-length"])
+def test_resume_continues_bit_for_bit(tmp_path, faces_dir, extra):
     images = load_images(faces_dir, 32, progress=False)[:64]
-    cfg = preset_config("boss", SMALL)
+    cfg = preset_config("boss", {**SMALL, **extra})
     straight = GANTrainer(cfg, tmp_path / "A", images)
     losses = [straight.train_step() for _ in range(5)]
     first = GANTrainer(cfg, tmp_path / "B", images)
@@ -28,7 +27,8 @@ def test_resume_continues_bit_for_bit(tmp_path, faces_dir):
     resumed = GANTrainer(cfg, tmp_path / "B", images)
     resumed.resume(ckpt)
     assert resumed.step == 2
-    assert [resumed.train_step() for _ in range(3)] == losses[2:]  # same losses, R1 steps included
+    assert [resumed.train_step() for _ in range(3)] == losses[2:]  # same losses, R1 (and PL) steps included
+    assert resumed.loss.pl_mean == straight.loss.pl_mean and (straight.loss.pl_mean > 0) == bool(extra)
     for a, b in zip(straight.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -5,7 +5,7 @@ import torch
 
 from animegen.data.diffaugment import diff_augment
 from animegen.models.stylegan2 import Discriminator, Generator, ModulatedConv2d, StyleGANConfig
-from animegen.training.gan_loss import StyleGAN2Loss, r1_penalty
+from animegen.training.gan_loss import StyleGAN2Loss, path_lengths, r1_penalty
 
 SMALL = StyleGANConfig(z_dim=32, w_dim=32, channels=32, max_channels=32)
 
@@ -39,6 +39,23 @@ def test_r1_is_the_squared_input_gradient_norm_by_hand():
     torch.testing.assert_close(r1_penalty(D, x), expected)
     loss = StyleGAN2Loss(None, D, r1_gamma=0.5, r1_every=16, augment="")
     torch.testing.assert_close(loss.phase("R1", x, None), expected.mean() * 0.25 * 16)
+
+
+def test_path_length_is_the_norm_of_the_jacobian_transpose_times_y_by_hand():
+    cfg = StyleGANConfig(image_size=8, z_dim=8, w_dim=8, channels=32, max_channels=32)
+    G = Generator(cfg)
+    ws = torch.randn(2, cfg.num_ws, cfg.w_dim, requires_grad=True)
+    image = G.synthesis(ws, noise="const")
+    lengths = path_lengths(image, ws, torch.Generator().manual_seed(3))
+
+    # the full Jacobian d image / d ws, then J^T y per sample with the same y
+    y = torch.randn(image.shape, generator=torch.Generator().manual_seed(3)) / 8  # sqrt(8 * 8 pixels)
+    J = torch.autograd.functional.jacobian(lambda w: G.synthesis(w, noise="const"), ws.detach())
+    for b in range(2):
+        jty = torch.einsum("chw,chwlk->lk", y[b], J[b, :, :, :, b])  # (num_ws, w_dim)
+        expected = jty.pow(2).sum(dim=1).mean().sqrt()
+        torch.testing.assert_close(lengths[b], expected, rtol=1e-4, atol=1e-6)
+    assert lengths.requires_grad  # create_graph: the penalty can be minimised through it
 
 
 def test_style_mixing_uses_two_latents_from_the_cutoff():

@@ -103,3 +103,18 @@ def main_first(env: DistEnv, fn: Callable[[], T], share: bool = False) -> T:
     if env.is_main:
         return result
     return shared if share else fn()
+
+
+def average_gradients(module: torch.nn.Module, env: DistEnv) -> None:
+    """Average .grad of `module` over ranks in one all-reduce (NVlabs' StyleGAN2-ADA does the same instead
+    of DDP: its R1 and path-length terms need double backward, which DDP does not support)."""
+    if not env.enabled:
+        return
+    params = [p for p in module.parameters() if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= env.world_size
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p))

@@ -16,6 +16,10 @@ class GANOptimConfig:
     batch_size: int = 32
     r1_gamma: float = 0.1               # NVlabs' small-resolution configs use 0.01-1; faces at 64 px: 0.1
     r1_every: int = 16                  # lazy regularisation: R1 every this many D steps
+    pl_weight: float = 0.0              # path-length regularisation (NVlabs: 2 at 256+ px, off at small sizes)
+    pl_every: int = 4                   # lazy: PL every this many G steps
+    pl_decay: float = 0.01              # rate of the running mean of path lengths
+    pl_batch_shrink: int = 2            # PL runs on batch_size / this fakes
 
 
 @dataclass(frozen=True)

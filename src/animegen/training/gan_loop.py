@@ -1,5 +1,8 @@
-"""The StyleGAN2 training loop: D step (+ lazy R1), G step, G EMA by half-life; the same run directory,
-checkpoints, grids, log and exact resume as the diffusion trainer (the outer loop is `TrainingLoop`)."""
+"""The StyleGAN2 training loop: D step (+ lazy R1), G step (+ lazy path length), G EMA by half-life; the same run
+directory, checkpoints, grids, log and exact resume as the diffusion trainer (the outer loop is `TrainingLoop`).
+
+Under torchrun each rank takes its share of the global batch and gradients are averaged over ranks after every
+backward (not DDP: the regularisers need double backward), so the replicas stay identical; rank 0 writes."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from animegen.models.stylegan2 import Discriminator, Generator
 from animegen.samplers.run import to_uint8
 from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.training.config import to_dict
-from animegen.training.distributed import DistEnv
+from animegen.training.distributed import DistEnv, average_gradients, mean_and_any
 from animegen.training.gan_config import GANTrainConfig
 from animegen.training.gan_loss import StyleGAN2Loss
 from animegen.training.runner import TrainingLoop
@@ -43,21 +46,29 @@ class GANTrainer(TrainingLoop):
                  evaluator=None, device: str | None = None):
         self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
         self.env = env or DistEnv()
-        if self.env.enabled:
-            raise UserError("the boss preset (StyleGAN2) trains in one process for now; run it without torchrun")
-        self.rank, self.evaluator = 0, None  # GAN scores: `animegen evaluate` on generated folders
+        self.rank, self.evaluator = self.env.rank, None  # GAN scores: `animegen evaluate` on generated folders
         self.device = pick_device(device or cfg.device)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # every rank builds the same initial weights
         self.G, self.D = Generator(cfg.model).to(self.device), Discriminator(cfg.model).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if self.env.enabled:  # then each rank its own per-layer noise (drawn from the global RNG)
+            torch.manual_seed(cfg.seed * 1000 + self.rank + 1)
         o = cfg.optim
-        # lazy R1: D's optimizer is rescaled so the rarer, larger regularisation steps keep the same dynamics
-        c = o.r1_every / (o.r1_every + 1)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=tuple(o.betas))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d * c, betas=tuple(b ** c for b in o.betas))
-        self.loss = StyleGAN2Loss(self.G, self.D, o.r1_gamma, o.r1_every, cfg.style_mixing, cfg.diffaugment)
-        self.sampler = BatchSampler(len(images), o.batch_size, cfg.seed)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + 1)
+        # lazy regularisation: each optimizer is rescaled so the rarer, larger regularisation steps keep the same
+        # dynamics (NVlabs: c = interval / (interval + 1) on lr and betas)
+        c_d = o.r1_every / (o.r1_every + 1)
+        c_g = o.pl_every / (o.pl_every + 1) if o.pl_weight > 0 else 1.0
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g * c_g, betas=tuple(b ** c_g for b in o.betas))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d * c_d, betas=tuple(b ** c_d for b in o.betas))
+        self.loss = StyleGAN2Loss(self.G, self.D, o.r1_gamma, o.r1_every, cfg.style_mixing, cfg.diffaugment,
+                                  o.pl_weight, o.pl_every, o.pl_decay, o.pl_batch_shrink,
+                                  reduce_mean=lambda v: mean_and_any(v, False, self.env, self.device)[0])
+        world = self.env.world_size
+        self.micro_batch = o.batch_size // world
+        if self.micro_batch < 1 or self.micro_batch * world != o.batch_size:
+            raise UserError(f"batch size {o.batch_size} does not split into {world} processes")
+        self.sampler = BatchSampler(len(images), self.micro_batch, cfg.seed, self.rank, world)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank + 1)
         self.step, self.elapsed = 0, 0.0
         self.stop_reason: str | None = None
 
@@ -66,29 +77,36 @@ class GANTrainer(TrainingLoop):
         return augment(x, self.cfg.augment, self.generator) * 2 - 1
 
     def train_step(self) -> dict[str, float]:
-        """D step (with R1 every r1_every steps), then G step, then the G EMA; returns the two losses."""
+        """D step (+ R1 every r1_every steps), G step (+ PL every pl_every steps), G EMA; returns the losses."""
         real = self.next_batch()
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d = self.loss.phase("D", real, self.generator)
-        loss_d.backward()
-        self.opt_D.step()
-        if self.step % self.cfg.optim.r1_every == 0:
-            self.opt_D.zero_grad(set_to_none=True)
-            self.loss.phase("R1", real, self.generator).backward()
-            self.opt_D.step()
-        self.D.requires_grad_(False)  # G's step must not accumulate gradients in D
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g = self.loss.phase("G", real, self.generator)
-        loss_g.backward()
-        self.opt_G.step()
+        o = self.cfg.optim
+        loss_d = self._phase("D", real, self.D, self.opt_D)
+        if self.step % o.r1_every == 0:
+            self._phase("R1", real, self.D, self.opt_D)
+        self.D.requires_grad_(False)  # G's steps must not accumulate gradients in D
+        loss_g = self._phase("G", real, self.G, self.opt_G)
+        if o.pl_weight > 0 and self.step % o.pl_every == 0:
+            self._phase("PL", real, self.G, self.opt_G)
         self.D.requires_grad_(True)
-        values = {"loss_D": loss_d.item(), "loss_G": loss_g.item()}
-        if not all(math.isfinite(v) for v in values.values()):
+        # the same verdict on every rank, from the losses averaged over ranks
+        loss_d, bad_d = mean_and_any(loss_d, not math.isfinite(loss_d), self.env, self.device)
+        loss_g, bad_g = mean_and_any(loss_g, not math.isfinite(loss_g), self.env, self.device)
+        values = {"loss_D": loss_d, "loss_G": loss_g}
+        if bad_d or bad_g:
             raise UserError(f"GAN losses became {values} at step {self.step + 1}: training diverged. The last "
                             f"checkpoint in {self.run_dir} is intact; resume with a lower lr or a larger r1_gamma")
         self.step += 1
         self.update_ema()
         return values
+
+    def _phase(self, name: str, real: torch.Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        """One optimizer step of `module` on loss phase `name`, gradients averaged over ranks; the loss value."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.loss.phase(name, real, self.generator)
+        loss.backward()
+        average_gradients(module, self.env)
+        optimizer.step()
+        return loss.item()
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -106,9 +124,9 @@ class GANTrainer(TrainingLoop):
         return nn.ModuleDict({"G": self.G, "D": self.D})
 
     def state_dict(self) -> dict:
+        """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
         return {"step": self.step, "elapsed": self.elapsed, "opt_G": self.opt_G.state_dict(),
-                "opt_D": self.opt_D.state_dict(), "ranks": [{"sampler": self.sampler.state_dict(),
-                "generator": self.generator.get_state().cpu(), "torch_rng": torch.get_rng_state()}]}
+                "opt_D": self.opt_D.state_dict(), "pl_mean": self.loss.pl_mean, "ranks": self.rank_states()}
 
     def resume(self, ckpt: Path) -> None:
         state = load_state(ckpt)
@@ -117,17 +135,19 @@ class GANTrainer(TrainingLoop):
         try:
             self.opt_G.load_state_dict(state["opt_G"])
             self.opt_D.load_state_dict(state["opt_D"])
-            mine = state["ranks"][0]
-            self.sampler.load_state_dict(mine["sampler"])
-            self.generator.set_state(mine["generator"])
-            torch.set_rng_state(mine["torch_rng"])
+            self.loss.pl_mean = float(state.get("pl_mean", 0.0))  # runs from before path-length support: 0
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            self.load_rank_states(state["ranks"], ckpt)
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
 
     def save(self) -> Path | None:
+        """Checkpoint (rank 0 writes; every rank must call it, since the state is gathered from all ranks)."""
+        state = self.state_dict()
+        if self.rank != 0:
+            return None
         return save_checkpoint(self.run_dir, self.step, self._models(), self.G_ema, to_dict(self.cfg),
-                               self.state_dict(), self.cfg.keep_checkpoints)
+                               state, self.cfg.keep_checkpoints)
 
     # -- outputs -------------------------------------------------------------------------------------------
     def write_grid(self) -> None:

@@ -25,7 +25,7 @@ from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.run import sample_images
 from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.training.config import TrainConfig, to_dict
-from animegen.training.distributed import DistEnv, gather, mean_and_any
+from animegen.training.distributed import DistEnv, mean_and_any
 from animegen.training.ema import make_ema
 from animegen.training.runner import TrainingLoop
 from animegen.training.factory import build_denoiser
@@ -82,10 +82,8 @@ class Trainer(TrainingLoop):
     # -- state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
-        mine = {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state().cpu(),
-                "torch_rng": torch.get_rng_state()}
         return {"step": self.step, "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
-                "ema_n_averaged": self.ema.n_averaged.clone(), "ranks": gather(mine, self.env)}
+                "ema_n_averaged": self.ema.n_averaged.clone(), "ranks": self.rank_states()}
 
     def resume(self, ckpt: Path) -> None:
         """Restore weights, EMA, optimizer, data order, RNGs and counters from checkpoint folder `ckpt`."""
@@ -98,15 +96,7 @@ class Trainer(TrainingLoop):
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
             # checkpoints from before per-rank state kept one process's data order and RNGs at the top level
             ranks = state.get("ranks") or [{k: state[k] for k in ("sampler", "generator", "torch_rng")}]
-            if len(ranks) == self.world_size:
-                self.sampler.load_state_dict(ranks[self.rank]["sampler"])
-                self.generator.set_state(ranks[self.rank]["generator"])
-                torch.set_rng_state(ranks[self.rank]["torch_rng"])
-            else:  # another process count: weights and optimizer carry over, the data order starts afresh
-                log.warning("%s was saved by %d process(es), this run has %d: continuing with a new data order "
-                            "(not bit-exact)", ckpt, len(ranks), self.world_size)
-                self.sampler = BatchSampler(len(self.images), self.micro_batch, self.cfg.seed + self.step,
-                                            self.rank, self.world_size)
+            self.load_rank_states(ranks, ckpt)
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
 

@@ -3,7 +3,9 @@ checkpoint cadence, --max-minutes, SIGINT/SIGTERM, and ranks that stop together.
 
 A subclass provides `train_step()` (-> a loss, or a dict of named losses), `save()`, `write_grid()`,
 `eval_model()` and optionally `log_extras()`; its config has steps, log_every, save_every, eval_every,
-max_minutes, preset, sample.every and optim.batch_size.
+max_minutes, preset, seed, sample.every and optim.batch_size. It has a per-rank `sampler` (BatchSampler over
+`images` in micro-batches of `micro_batch`) and `generator`, which `rank_states` / `load_rank_states` save and
+restore for an exact resume.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from animegen.training.distributed import mean_and_any
+import torch
+
+from animegen.data.dataset import BatchSampler
+from animegen.training.distributed import gather, mean_and_any
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,25 @@ class TrainingLoop:
 
     def log_extras(self) -> dict:
         return {}
+
+    def rank_states(self) -> list[dict]:
+        """Every rank's data order and RNGs, in rank order (a collective: every rank must call it)."""
+        mine = {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state().cpu(),
+                "torch_rng": torch.get_rng_state()}
+        return gather(mine, self.env)
+
+    def load_rank_states(self, ranks: list[dict], ckpt: Path) -> None:
+        """This rank's entry of `rank_states()`; saved by another process count, a new data order instead."""
+        if len(ranks) == self.env.world_size:
+            mine = ranks[self.rank]
+            self.sampler.load_state_dict(mine["sampler"])
+            self.generator.set_state(mine["generator"])
+            torch.set_rng_state(mine["torch_rng"])
+        else:  # weights and optimizers carry over, the data order starts afresh
+            log.warning("%s was saved by %d process(es), this run has %d: continuing with a new data order "
+                        "(not bit-exact)", ckpt, len(ranks), self.env.world_size)
+            self.sampler = BatchSampler(len(self.images), self.micro_batch, self.cfg.seed + self.step,
+                                        self.rank, self.env.world_size)
 
     def log(self, row: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a") as handle:
