@@ -1,7 +1,7 @@
 """Equal-CPU-time comparison of training configurations: which config gives the best faces per CPU-hour?
 
 Each candidate is a preset plus `--set` overrides and the training throughput (img/s) it reaches on the target CPU
-(measure it with `benchmarks/train_speed.py` or a short `animegen train` there). The sweep gives every candidate the
+(measure it with `benchmarks/peer/train_speed.py` or a short `animegen train` there). The sweep gives every candidate the
 number of optimizer steps it would complete in `--cpu-minutes` on that CPU, so a faster accelerator can run the
 sweep for a slow machine: the comparison is at equal *CPU wall time*, not at equal steps. Each trained model then
 generates the same seeds with each sampler listed and is scored by `animegen evaluate` (offline AFD, SWD) against

@@ -2,7 +2,7 @@
 
 Needs pytorch-fid and torchvision next to animegen's own dependencies (not project dependencies):
 
-    PYTHONPATH=src /opt/peer/bin/python benchmarks/fid_speed.py --images 200 --reps 3
+    PYTHONPATH=src /opt/peer/bin/python benchmarks/peer/fid_speed.py --images 200 --reps 3
 
 Both sides get the seeded random weights of tests/fixtures/fid (the real file is not downloaded),
 run in this one process, alternate which goes first, and report img/s medians, the ratio and the
@@ -31,7 +31,7 @@ from animegen.core.imagefiles import list_images
 from animegen.metrics import fid as ours
 from animegen.metrics.inception import random_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FACES = REPO.parent / "shared" / "data" / "faces-1k"
 
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--source", type=Path, default=FACES)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "peer" / "fid_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -88,6 +89,11 @@ def main() -> None:
     print(f"speed ratio animegen / pytorch-fid: {med['animegen'] / med['pytorch-fid']:.2f}x of medians "
           f"(per repetition: {', '.join(f'{r:.2f}' for r in pairs)})")
     print(f"max |feature difference|: {diff:.3g} (features up to {np.abs(feats['pytorch-fid']).max():.1f})")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "images": len(files), "threads": args.threads, "torch": torch.__version__, "runs_img_s": rates,
+        "median_img_s": med, "ratio_of_medians": med["animegen"] / med["pytorch-fid"], "pair_ratios": pairs,
+        "max_abs_feature_diff": float(diff)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Training and sampling speed of animegen's presets against lucidrains' denoising-diffusion-pytorch, on CPU.
 
-    PYTHONPATH=src /opt/peer/bin/python benchmarks/train_speed.py            # both sides, one process
-    PYTHONPATH=src python benchmarks/train_speed.py --no-peer                 # animegen only
+    PYTHONPATH=src /opt/peer/bin/python benchmarks/peer/train_speed.py            # both sides, one process
+    PYTHONPATH=src python benchmarks/peer/train_speed.py --no-peer                 # animegen only
 
 For the `simple` and `strong` presets at batch 16 it reports parameters, FLOPs per step (FlopCounterMode:
 forward + backward for a training step, forward for one sampling evaluation), training img/s, and denoiser
-evaluations per second at batch 16 and 64, as medians over repetitions that alternate which side goes first.
+evaluations per second at batch 16, 64 and 256, as medians over repetitions that alternate which side goes first.
 
 animegen's step is `Trainer.train_step()` itself (uint8 cache -> augment -> loss -> backward -> clip -> Adam -> EMA);
 its sampling evaluation is `denoiser(x, t, clip=True)` on the EMA copy, as `sample_ddim` calls it. The peer
@@ -35,10 +35,10 @@ from animegen.data.dataset import load_images
 from animegen.training.loop import Trainer
 from animegen.training.presets import preset_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FACES = REPO.parent / "shared" / "data" / "faces-1k"
 PRESETS = ("simple", "strong")
-SAMPLE_BATCHES = (16, 64)
+SAMPLE_BATCHES = (16, 64, 256)
 BATCH = 16
 LR = 1e-3
 
@@ -211,8 +211,8 @@ def bench_preset(preset: str, sides: list[Side], args, meter: CpuMeter, matmul: 
                     record(side, f"evals_s_b{b}", lambda: side.sample_eval(x, t), n_sample[b])
         matmul.append(matmul_gflops(meter))
         print(f"  rep {rep}: " + "  ".join(
-            f"{s.name} {runs[s.name]['train_img_s'][-1]:.2f} img/s, {runs[s.name]['evals_s_b16'][-1]:.2f}/"
-            f"{runs[s.name]['evals_s_b64'][-1]:.2f} evals/s" for s in order)
+            f"{s.name} {runs[s.name]['train_img_s'][-1]:.2f} img/s, " + "/".join(
+                f"{runs[s.name][f'evals_s_b{b}'][-1]:.3f}" for b in SAMPLE_BATCHES) + " evals/s" for s in order)
             + f"  matmul {matmul[-1]:.0f} GFLOPS  (retries so far {retries})", flush=True)
     out = {}
     for side in sides:
@@ -271,14 +271,13 @@ def table(results: dict, matmul: float, with_peer: bool) -> str:
         rows("sample GFLOPs/eval (fwd, b16)", lambda s: s["gflops"]["sample_eval_b16"], ".2f"),
         rows("train img/s (b16)", lambda s: s["median"]["train_img_s"], ".2f"),
         rows("train step (s)", lambda s: BATCH / s["median"]["train_img_s"], ".3f"),
-        rows("sample evals/s, b16", lambda s: s["median"]["evals_s_b16"], ".2f"),
-        rows("sample evals/s, b64", lambda s: s["median"]["evals_s_b64"], ".2f"),
+        *(rows(f"sample evals/s, b{b}", lambda s, b=b: s["median"][f"evals_s_b{b}"], ".3f") for b in SAMPLE_BATCHES),
+        *(rows(f"sample img-evals/s, b{b}", lambda s, b=b: b * s["median"][f"evals_s_b{b}"], ".1f")
+          for b in SAMPLE_BATCHES),
         rows("train achieved GFLOPS", lambda s: s["achieved_gflops"]["train"], ".1f"),
         rows("train % of matmul", lambda s: 100 * s["achieved_gflops"]["train"] / matmul, ".1f"),
-        rows("sample b16 achieved GFLOPS", lambda s: s["achieved_gflops"]["sample_b16"], ".1f"),
-        rows("sample b16 % of matmul", lambda s: 100 * s["achieved_gflops"]["sample_b16"] / matmul, ".1f"),
-        rows("sample b64 achieved GFLOPS", lambda s: s["achieved_gflops"]["sample_b64"], ".1f"),
-        rows("sample b64 % of matmul", lambda s: 100 * s["achieved_gflops"]["sample_b64"] / matmul, ".1f"),
+        *(rows(f"sample b{b} % of matmul", lambda s, b=b: 100 * s["achieved_gflops"][f"sample_b{b}"] / matmul,
+               ".1f") for b in SAMPLE_BATCHES),
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(out + ["| " + " | ".join(r) + " |" for r in lines])
@@ -297,15 +296,16 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps per side before timing")
     parser.add_argument("--train-steps", type=parse_counts, default="6,3", help="timed steps per rep: simple,strong")
-    parser.add_argument("--sample-evals", default="6,4", help="timed b16 evals per rep (b64: a quarter, min 1)")
+    parser.add_argument("--sample-evals", default="6,4",
+                        help="timed b16 evals per rep (b64: a quarter, b256: a sixteenth, at least 1)")
     parser.add_argument("--data", type=Path, default=FACES)
     parser.add_argument("--max-foreign", type=float, default=0.05,
                         help="retry a timing when other processes took more than this share of the CPU")
     parser.add_argument("--profile", action="store_true", help="also profile 3 training steps of each side")
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "train_speed.json")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "peer" / "train_speed.json")
     args = parser.parse_args()
     evals16 = parse_counts(args.sample_evals)
-    args.sample_evals = {p: {16: n, 64: max(1, n // 4)} for p, n in evals16.items()}
+    args.sample_evals = {p: {b: max(1, n * 16 // b) for b in SAMPLE_BATCHES} for p, n in evals16.items()}
     presets = [p for p in args.presets.split(",") if p]
     with_peer = not args.no_peer
 
@@ -334,7 +334,7 @@ def main() -> None:
     matmul_med = statistics.median(matmul)
 
     print(f"\nbatch {BATCH}, fp32, CPU {env['cpu']}, {env['threads']} threads, torch {env['torch']}; medians of "
-          f"{args.reps} reps (train {args.train_steps} steps, sample evals {evals16} at b16, a quarter at b64); "
+          f"{args.reps} reps (train {args.train_steps} steps, sample evals {args.sample_evals}); "
           f"fp32 1024^2 matmul {matmul_med:.1f} GFLOPS (median of {len(matmul)})\n")
     print(table(results, matmul_med, with_peer))
     for preset, r in results.items():
