@@ -35,4 +35,4 @@ for side in animegen-first peer-images animegen-images; do
 done
 [ -f "$R/compare/report.json" ] || "$PY" -m animegen compare --checkpoint "$R/animegen" --real "$REAL" \
     --samplers ddpm:100,ddim:25,ddim:10,dpmpp:10,dpmpp:5 --num "$PEER_NUM" --out "$R/compare"
-"$PY" benchmarks/peer/equal_time_report.py "$R" docs/equal-time.jpg
+"$PY" benchmarks/peer/equal_time_report.py "$R" docs/equal-time.jpg docs/equal-time-loss.png
