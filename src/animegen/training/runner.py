@@ -16,9 +16,8 @@ import signal
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 import torch
+from tqdm import tqdm
 
 from animegen.data.dataset import BatchSampler
 from animegen.training.distributed import gather, mean_and_any
