@@ -22,11 +22,6 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def last_log_row(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if '"loss"' in line]
-    return rows[-1] if rows else {}
-
-
 def within(row: dict, ref: dict, tol: float = 0.10) -> bool:
     """SWD no more than 10% above the reference and AFD no more than 10% below it."""
     return row["swd"] <= ref["swd"] * (1 + tol) and row["afd"] >= ref["afd"] * (1 - tol)
@@ -74,7 +69,9 @@ def loss_at_equal_steps(run: Path, figure: Path | None) -> dict:
 
 def main() -> None:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/equal-time")
-    ours_log, peer_train = last_log_row(run / "animegen" / "log.jsonl"), load(run / "peer" / "train.json")
+    ours_log = (read_log(run / "animegen" / "log.jsonl") or [{}])[-1]
+    batch = load(run / "animegen" / "config.json")["optim"]["batch_size"]
+    peer_train = load(run / "peer" / "train.json")
     peer_sample = load(run / "peer" / "sample.json")
     scores = {k: load(run / f"scores-{k}.json").get("metrics", {}) for k in
               ("animegen-first", "peer-images", "animegen-images")}
@@ -85,7 +82,7 @@ def main() -> None:
     latest = (run / "animegen" / "latest").read_text().strip()  # checkpoints/step-NNNNNNN: the final step
     out: dict = {"training": {
         "animegen": {"steps": int(latest.rsplit("-", 1)[1]), "seconds": ours_log.get("elapsed_s"),
-                     "img_s": ours_log["step"] * 16 / ours_log["elapsed_s"] if ours_log else None,
+                     "img_s": ours_log["step"] * batch / ours_log["elapsed_s"] if ours_log else None,
                      "peak_rss_mib": rss["animegen-train"]},
         "peer": {**peer_train, "peak_rss_mib": rss["peer-train"]}}}
     print("| training, simple config | animegen | peer | ratio |\n|---|---|---|---|")
