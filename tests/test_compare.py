@@ -22,6 +22,18 @@ def test_sampler_specs_and_their_mistakes():
             parse_samplers(bad, timesteps=1000)
 
 
+def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores():
+    spec, plain = parse_samplers("ddim:50:eta=1:spacing=trailing,dpmpp:20:spacing=logsnr", timesteps=1000)
+    assert (spec.eta, spec.spacing, spec.name, spec.variant) == (1.0, "trailing", "ddim-50-eta1-trailing",
+                                                                 "ddim eta=1 trailing")
+    assert (plain.name, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
+    for bad, words in [("ddim:50:eta=2", "eta must be"), ("ddim:50:eta=x", "eta must be"),
+                       ("dpmpp:20:eta=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
+                       ("ddpm:1000:spacing=trailing", "unknown option")]:
+        with pytest.raises(UserError, match=words):
+            parse_samplers(bad, timesteps=1000)
+
+
 def test_table_ratios_are_against_the_most_expensive_row():
     rows = [{"sampler": "ddpm", "steps": 100, "nfe": 100, "seconds": 50.0, "img_per_s": 2.0, "swd": 40.0},
             {"sampler": "ddim", "steps": 10, "nfe": 10, "seconds": 5.0, "img_per_s": 20.0, "swd": 44.0}]
@@ -49,3 +61,14 @@ def test_compare_run_writes_table_json_figures_and_the_same_images_as_generate(t
         assert (out / "samples" / "ddim-5" / f"{k}.jpg").read_bytes() == (tmp_path / "G" / f"{k}.jpg").read_bytes()
     refused = cli("compare", "--checkpoint", str(run), "--samplers", "ddim:5", "--num", "2", check=False)
     assert refused.returncode == 2 and "--real" in refused.stderr
+
+    # --resume keeps finished rows (images and wall time) and runs only the new sampler
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "ddpm-30").iterdir()}
+    cli("compare", "--checkpoint", str(run), "--real", str(faces_dir), "--samplers", "ddpm,ddim:5:eta=1",
+        "--num", "6", "--metrics", "swd", "--out", str(out), "--resume")
+    resumed = json.loads((out / "report.json").read_text())["rows"]
+    assert resumed[0] == report["rows"][0]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "ddpm-30").iterdir()} == before
+    assert resumed[1]["name"] == "ddim-5-eta1" and len(list((out / "samples" / "ddim-5-eta1").iterdir())) == 6
+    # stochastic DDIM draws other images than deterministic DDIM from the same seeds
+    assert (out / "samples" / "ddim-5-eta1" / "1.jpg").read_bytes() != (out / "samples" / "ddim-5" / "1.jpg").read_bytes()

@@ -175,7 +175,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
     p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
-                   help="comma-separated sampler:steps (ddpm runs all T steps)")
+                   help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
+                        "eta=0..1 (ddim), spacing=uniform|trailing|quadratic|logsnr, e.g. ddim:50:eta=1")
     p.add_argument("--num", type=int, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
@@ -184,6 +185,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--workers", type=int, default=0, help="processes for AFD")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows (images, wall time) an earlier compare into --out finished; run the rest")
     p.set_defaults(func=cmd_compare)
 
 
@@ -197,7 +200,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
     checkpoint = args.checkpoint or str(shipped_model())
     compare(checkpoint, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            args.device, {"num_workers": args.workers, "inception_weights": args.inception_weights})
+            args.device, {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
     print((args.out / "report.md").read_text(), end="")
     print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
 

@@ -20,9 +20,9 @@ def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> Non
     panels = [*metrics, "img_per_s"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), dpi=100, squeeze=False)
     for ax, metric in zip(axes[0], panels):
-        for sampler in dict.fromkeys(r["sampler"] for r in rows):
-            mine = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
-            ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], "o-", label=sampler)
+        for variant in dict.fromkeys(_variant(r) for r in rows):
+            mine = sorted((r for r in rows if _variant(r) == variant), key=lambda r: r["nfe"])
+            ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], "o-", label=variant)
         ax.set(xscale="log", xlabel="NFE per image", title=metric.upper() if metric != "img_per_s" else "img/s")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -30,6 +30,11 @@ def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> Non
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def _variant(row: dict) -> str:
+    """A line per sampler and its options (reports written before options existed have only 'sampler')."""
+    return row.get("variant", row["sampler"])
 
 
 def save_side_by_side(images: list[torch.Tensor], labels: list[str], path: Path) -> int:
