@@ -28,7 +28,7 @@ def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores()
                                                                  "ddim eta=1 trailing")
     assert (plain.name, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
     for bad, words in [("ddim:50:eta=2", "eta must be"), ("ddim:50:eta=x", "eta must be"),
-                       ("dpmpp:20:eta=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
+                       ("dpmpp:20:seed=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
                        ("ddpm:1000:spacing=trailing", "unknown option")]:
         with pytest.raises(UserError, match=words):
             parse_samplers(bad, timesteps=1000)

@@ -106,3 +106,40 @@ def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
     for spacing in ("uniform", "logsnr"):
         out = sample_batch(point, [0, 1], sampler="dpmpp", steps=10, spacing=spacing, image_shape=(3, 8, 8))
         torch.testing.assert_close(out, x_star.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_dpmpp_first_order_path_is_ddim_with_the_same_eta(eta):
+    # a denoiser whose x0 prediction never changes makes DPM-Solver++'s second-order term vanish: what is left is
+    # its first-order step, which must be DDIM's (eta = 0) or DDPM's posterior jump (eta = 1), noise draws included
+    T = 100
+    ab = alpha_bar("linear", T)
+    x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
+    point = Denoiser(PointOracle(x_star, ab, T), ab)
+    paths = {}
+    for sampler in ("ddim", "dpmpp"):
+        paths[sampler] = []
+        sample_batch(point, [0, 1], sampler=sampler, steps=12, eta=eta, image_shape=(3, 8, 8),
+                     callback=lambda step: paths[sampler].append(step["x"].clone()))
+    assert len(paths["ddim"]) == len(paths["dpmpp"]) == 12
+    for a, b in zip(paths["ddim"], paths["dpmpp"]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the noise is really drawn: the stochastic path differs from the deterministic one from the first step on
+    if eta:
+        ode = []
+        sample_batch(point, [0, 1], sampler="dpmpp", steps=12, image_shape=(3, 8, 8),
+                     callback=lambda step: ode.append(step["x"].clone()))
+        assert (ode[0] - paths["dpmpp"][0]).abs().mean() > 0.01
+
+
+def test_default_sampling_batch_keeps_the_first_level_the_same_size():
+    from animegen.workflows.generate import BATCH_ACTIVATIONS, default_batch_size
+
+    for cfg in [UNetConfig(dim=16), UNetConfig(dim=32), UNetConfig(dim=32, patch_size=2), UNetConfig(dim=8, image_size=32)]:
+        b = default_batch_size(cfg)
+        level = cfg.dim * (cfg.image_size // cfg.patch_size) ** 2
+        assert b & (b - 1) == 0 and 16 <= b <= 256
+        # the largest power of two whose first-level activations fit (unless clamped at 16 or 256)
+        assert b * level <= BATCH_ACTIVATIONS or b == 16
+        assert 2 * b * level > BATCH_ACTIVATIONS or b == 256
+    assert default_batch_size(UNetConfig(dim=32)) == default_batch_size(UNetConfig(dim=16)) // 2

@@ -85,11 +85,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's preview "
                         "sampler, e.g. dpmpp for the cpu preset)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default: the model's)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+    p.add_argument("--eta", type=float, default=0.0, help="noise of ddim / dpmpp: 0 deterministic (ODE), 1 DDPM-like (SDE)")
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation (1 = none, 0.7 = safer faces)")
     p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the fastest for the model)")
     p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz")
     p.add_argument("--jpeg-quality", type=int, default=95)
     p.add_argument("--device", default="cpu")
@@ -176,13 +176,13 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
     p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
                    help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
-                        "eta=0..1 (ddim), spacing=uniform|trailing|quadratic|logsnr, e.g. ddim:50:eta=1")
+                        "eta=0..1 (ddim, dpmpp), spacing=uniform|trailing|quadratic|logsnr, e.g. ddim:50:eta=1")
     p.add_argument("--num", type=int, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
     p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (FID)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the fastest for the model)")
     p.add_argument("--workers", type=int, default=0, help="processes for AFD")
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true",

@@ -1,8 +1,11 @@
-"""DPM-Solver++(2M): multistep second-order solver in data prediction (Lu et al. 2022, arXiv:2211.01095, Alg. 2).
+"""DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Alg. 2) and its SDE variant (same paper, SDE-DPM-Solver++).
 
-With alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t) and lambda_t = log(alpha_t / sigma_t):
-    x_{t_i} = (sigma_{t_i} / sigma_{t_{i-1}}) x_{t_{i-1}} - alpha_{t_i} (e^{-h_i} - 1) D_i,
-where D_i extrapolates the last two x0 predictions. The final step (to alpha_bar = 1) returns x0_pred.
+With alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t), lambda_t = log(alpha_t / sigma_t) and a step
+t -> s of h = lambda_s - lambda_t:
+    x_s = (sigma_s / sigma_t) e^{-eta h} x_t + alpha_s (1 - e^{-(1 + eta) h}) D + sigma_s sqrt(1 - e^{-2 eta h}) z,
+where D extrapolates the last two x0 predictions (midpoint rule). eta = 0 is the ODE solver (deterministic);
+eta = 1 the SDE solver, whose first-order step is exactly DDPM's posterior jump. The final step (to alpha_bar = 1)
+returns x0_pred.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Sequence
 import torch
 
 from animegen.diffusion.parameterization import Denoiser
-from animegen.samplers.ddpm import Callback
+from animegen.samplers.ddpm import Callback, NoiseFn
 
 
 def _lambda(alpha_bar: float) -> float:
@@ -21,9 +24,9 @@ def _lambda(alpha_bar: float) -> float:
 
 
 @torch.inference_mode()
-def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int],
-                    callback: Callback | None = None) -> torch.Tensor:
-    """x: (B, C, H, W) pure noise -> x_0 in [-1, 1], visiting `timesteps` (descending); deterministic."""
+def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], eta: float = 0.0,
+                    noise: NoiseFn = torch.randn_like, callback: Callback | None = None) -> torch.Tensor:
+    """x: (B, C, H, W) pure noise -> x_0 in [-1, 1], visiting `timesteps` (descending); eta = 0 is deterministic."""
     alpha_bar = denoiser.alpha_bar
     x0_prev, h_prev = None, None
     for i, t in enumerate(timesteps):
@@ -35,12 +38,12 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int
         else:
             ab, ab_next = float(alpha_bar[t]), float(alpha_bar[t_next])
             h = _lambda(ab_next) - _lambda(ab)
-            if x0_prev is None:
-                d = x0_pred  # first step: first order (= DDIM)
-            else:
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x0_pred - (1 / (2 * r)) * x0_prev
-            x = ((1 - ab_next) / (1 - ab)) ** 0.5 * x - ab_next**0.5 * math.expm1(-h) * d
+            # first step: first order (= DDIM at eta = 0); then extrapolate with the ratio of the last two steps
+            d = x0_pred if x0_prev is None else x0_pred + (x0_pred - x0_prev) * h / (2 * h_prev)
+            x = (((1 - ab_next) / (1 - ab)) ** 0.5 * math.exp(-eta * h) * x
+                 - ab_next**0.5 * math.expm1(-(1 + eta) * h) * d)
+            if eta > 0:
+                x = x + ((1 - ab_next) * -math.expm1(-2 * eta * h)) ** 0.5 * noise(x)
             x0_prev, h_prev = x0_pred, h
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0_pred})

@@ -28,7 +28,7 @@ def sample_batch(denoiser: Denoiser, seeds: Sequence[int], sampler: str = "ddim"
     if sampler == "ddim":
         return sample_ddim(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback)
     if sampler == "dpmpp":
-        return sample_dpmpp_2m(denoiser, x, ts, callback=callback)
+        return sample_dpmpp_2m(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback)
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 

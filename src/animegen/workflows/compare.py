@@ -54,8 +54,8 @@ class SamplerSpec:
 def parse_samplers(text: str, timesteps: int) -> list[SamplerSpec]:
     """'ddpm:1000,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> specs.
 
-    ddpm always runs all T steps, so its count must be T (or omitted); options after the steps are eta (DDIM's
-    noise, 0..1) and spacing (which timesteps a few-step sampler visits)."""
+    ddpm always runs all T steps, so its count must be T (or omitted); options after the steps are eta (0..1: the
+    noise of DDIM, or of DPM-Solver++ as an SDE solver) and spacing (which timesteps a few-step sampler visits)."""
     specs = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
         sampler, _, rest = item.partition(":")
@@ -81,7 +81,7 @@ def _parse_options(item: str, sampler: str, options: list[str]) -> dict:
     parsed: dict = {}
     for option in options:
         key, _, value = option.partition("=")
-        if key == "eta" and sampler == "ddim":
+        if key == "eta" and sampler in ("ddim", "dpmpp"):
             try:
                 parsed["eta"] = float(value)
             except ValueError:
@@ -93,13 +93,13 @@ def _parse_options(item: str, sampler: str, options: list[str]) -> dict:
                 raise UserError(f"--samplers {item}: unknown spacing {value!r}; choose from {', '.join(SPACINGS)}")
             parsed["spacing"] = value
         else:
-            allowed = {"ddim": "eta=, spacing=", "dpmpp": "spacing="}.get(sampler, "none")
+            allowed = "none" if sampler == "ddpm" else "eta=, spacing="
             raise UserError(f"--samplers {item}: unknown option {option!r} for {sampler} (options: {allowed})")
     return parsed
 
 
 def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
-            batch_size: int = 250, metrics: tuple[str, ...] = ("afd", "swd"), device: str = "cpu",
+            batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"), device: str = "cpu",
             ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
     """Generate `num` images per sampler into out/samples/<name>/, score them, write the report.
 
@@ -131,7 +131,7 @@ def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: i
     return rows
 
 
-def _timed_generate(checkpoint: str, folder: Path, num: int, spec: SamplerSpec, seed: int, batch_size: int,
+def _timed_generate(checkpoint: str, folder: Path, num: int, spec: SamplerSpec, seed: int, batch_size: int | None,
                     device: str) -> float:
     """Seconds to write `num` images with `spec`, model loading and JPEG encoding included."""
     start = time.perf_counter()

@@ -15,11 +15,23 @@ from animegen.assets import shipped_model
 from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 from animegen.samplers.run import sample_images
+from animegen.models.unet import UNetConfig
 from animegen.training.factory import checkpoint_kind, load_denoiser, load_generator
 from animegen.training.gan_loop import gan_images
 
 log = logging.getLogger(__name__)
 HOMEWORK_TGZ_LIMIT = 2 * 1024 * 1024
+# activations of the first UNet level per sampling batch (batch x dim x (H/patch)^2) that run fastest on a CPU:
+# larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
+BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
+GPU_BATCH = 250
+
+
+def default_batch_size(model_cfg: UNetConfig) -> int:
+    """Sampling batch for a UNet config: a power of two in [16, 256] that keeps the first level in cache."""
+    pixels = (model_cfg.image_size // model_cfg.patch_size) ** 2
+    fit = max(1, BATCH_ACTIVATIONS // (model_cfg.dim * pixels))
+    return min(256, max(16, 1 << (fit.bit_length() - 1)))
 
 
 def prepare_out(out: Path, force: bool) -> None:
@@ -36,27 +48,28 @@ def prepare_out(out: Path, force: bool) -> None:
 
 
 def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | None = None,
-             steps: int | None = None, eta: float = 0.0, seed: int = 0, batch_size: int = 250,
+             steps: int | None = None, eta: float = 0.0, seed: int = 0, batch_size: int | None = None,
              spacing: str = "uniform", tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95,
              device: str = "cpu", psi: float = 1.0) -> Path:
     """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
 
     checkpoint None = the model shipped with animegen; sampler/steps None = the ones the model was trained to
     preview with (its config's `sample` section). A StyleGAN2 checkpoint ignores the sampler options and uses
-    `psi` (truncation)."""
+    `psi` (truncation). batch_size None = the fastest for the model on a CPU (`default_batch_size`)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
     source = checkpoint if checkpoint is not None else shipped_model()
     seeds = list(range(seed, seed + num))
     if checkpoint_kind(source) == "stylegan2":
         G, _cfg, ckpt = load_generator(source, device)
-        label = f"stylegan2, psi {psi}"
+        label, batch_size = f"stylegan2, psi {psi}", batch_size or GPU_BATCH
         batches = (gan_images(G, seeds[i : i + batch_size], psi, device) for i in range(0, num, batch_size))
     else:
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
         if sampler is None:
             sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
-        label = sampler
+        on_cpu = not str(device).startswith("cuda")
+        label, batch_size = sampler, batch_size or (default_batch_size(cfg.model) if on_cpu else GPU_BATCH)
         shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
         batches = sample_images(denoiser, seeds, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
                                 spacing=spacing, image_shape=shape, device=device)
