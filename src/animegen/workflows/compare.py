@@ -38,17 +38,18 @@ class SamplerSpec:
     eta: float = 0.0
     spacing: str = "uniform"
 
+    def _options(self, eta_sep: str) -> list[str]:
+        return ([f"eta{eta_sep}{self.eta:g}"] if self.eta else []) + ([self.spacing] if self.spacing != "uniform" else [])
+
     @property
     def variant(self) -> str:
         """The sampler and its non-default options, e.g. 'ddim eta=1': one line in the NFE plot."""
-        options = ([f"eta={self.eta:g}"] if self.eta else []) + ([self.spacing] if self.spacing != "uniform" else [])
-        return " ".join([self.sampler, *options])
+        return " ".join([self.sampler, *self._options("=")])
 
     @property
     def name(self) -> str:
         """Folder name of its samples, e.g. 'ddim-50' or 'ddim-50-eta1-trailing'."""
-        options = ([f"eta{self.eta:g}"] if self.eta else []) + ([self.spacing] if self.spacing != "uniform" else [])
-        return "-".join([self.sampler, str(self.steps), *options])
+        return "-".join([self.sampler, str(self.steps), *self._options("")])
 
 
 def parse_samplers(text: str, timesteps: int) -> list[SamplerSpec]:
@@ -125,7 +126,9 @@ def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: i
             ctx = EvalContext(images=folder, real=real, device=torch.device(device), **(ctx_kwargs or {}))
             row.update({k: v for k, v in evaluate(ctx, missing).items() if not k.endswith("_seconds")})
         rows.append(row)
-        write_report(rows, out, checkpoint, num, seed, device, metrics)  # a killed compare keeps finished rows
+        # a killed compare keeps finished rows, and the earlier rows it has not reached yet
+        pending = [earlier[s.name] for s in specs[len(rows):] if s.name in earlier]
+        write_report(rows + pending, out, checkpoint, num, seed, device, metrics)
     save_side_by_side([_first_images(out / "samples" / s.name, 8) for s in specs], [s.name for s in specs],
                       out / "samplers.png")
     return rows
