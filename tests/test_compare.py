@@ -27,9 +27,12 @@ def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores()
     assert (spec.eta, spec.spacing, spec.name, spec.variant) == (1.0, "trailing", "ddim-50-eta1-trailing",
                                                                  "ddim eta=1 trailing")
     assert (plain.name, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
+    (dyn,) = parse_samplers("ddpm::threshold=dynamic", timesteps=1000)
+    assert (dyn.steps, dyn.threshold, dyn.name) == (1000, "dynamic", "ddpm-1000-dynamic")
     for bad, words in [("ddim:50:eta=2", "eta must be"), ("ddim:50:eta=x", "eta must be"),
                        ("dpmpp:20:seed=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
-                       ("ddpm:1000:spacing=trailing", "unknown option")]:
+                       ("ddpm:1000:spacing=trailing", "unknown option"),
+                       ("ddim:50:threshold=soft", "unknown threshold")]:
         with pytest.raises(UserError, match=words):
             parse_samplers(bad, timesteps=1000)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from animegen.diffusion.loss import DiffusionLoss
-from animegen.diffusion.parameterization import OBJECTIVES, Denoiser, model_target, to_x0_eps
+from animegen.diffusion.parameterization import OBJECTIVES, Denoiser, model_target, threshold_x0, to_x0_eps
 from animegen.diffusion.schedules import alpha_bar
 
 
@@ -56,3 +56,22 @@ def test_min_snr_weight_caps_low_noise_steps():
     snr = ab / (1 - ab)
     assert torch.allclose(w[snr > 5], 5 / snr[snr > 5]) and torch.allclose(w[snr <= 5], torch.ones(1))
     assert torch.equal(DiffusionLoss().weight("pred_v", ab), torch.ones_like(ab))
+
+
+def test_thresholds_bring_x0_into_range_and_dynamic_rescales_instead_of_saturating():
+    g = torch.Generator().manual_seed(0)
+    inside = torch.rand(2, 3, 8, 8, generator=g) * 1.8 - 0.9
+    wild = torch.randn(2, 3, 8, 8, generator=g) * 3  # an over-confident prediction, far outside [-1, 1]
+    for name in ("static", "dynamic"):
+        assert torch.equal(threshold_x0(inside, name), inside)  # in range: nothing to do
+        assert threshold_x0(wild, name).abs().max() <= 1
+    static, dynamic = threshold_x0(wild, "static"), threshold_x0(wild, "dynamic")
+    # the clamp saturates many pixels at +-1; the rescale keeps them apart (only the top 0.5% reach +-1)
+    assert (static.abs() == 1).float().mean() > 0.5
+    assert (dynamic.abs() >= 1 - 1e-6).float().mean() < 0.02
+    # per image: each is divided by its own 99.5th percentile of |x0|, so the order of values is kept
+    s0 = wild[0].abs().flatten().quantile(0.995)
+    torch.testing.assert_close(dynamic[0], wild[0].clamp(-s0, s0) / s0)
+    assert torch.equal(threshold_x0(wild, "none"), wild)
+    with pytest.raises(ValueError, match="unknown threshold"):
+        threshold_x0(wild, "soft")

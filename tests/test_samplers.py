@@ -48,13 +48,16 @@ def test_ddim_eta1_over_all_steps_is_the_ddpm_chain():
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("sampler,steps,eta", [("ddpm", None, 0.0), ("ddim", 10, 0.0), ("ddim", 25, 1.0)])
-def test_every_sampler_lands_on_a_single_point_data_set(sampler, steps, eta):
+@pytest.mark.parametrize("sampler,steps,eta,threshold", [
+    ("ddpm", None, 0.0, "static"), ("ddim", 10, 0.0, "static"), ("ddim", 25, 1.0, "static"),
+    ("ddim", 10, 0.0, "dynamic"), ("dpmpp", 10, 1.0, "dynamic"), ("ddpm", None, 0.0, "dynamic")])
+def test_every_sampler_lands_on_a_single_point_data_set(sampler, steps, eta, threshold):
     T = 100
     ab = alpha_bar("cosine", T)
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
     den = Denoiser(PointOracle(x_star, ab, T), ab)
-    out = sample_batch(den, [0, 1, 2], sampler=sampler, steps=steps, eta=eta, image_shape=(3, 8, 8))
+    out = sample_batch(den, [0, 1, 2], sampler=sampler, steps=steps, eta=eta, image_shape=(3, 8, 8),
+                       threshold=threshold)
     torch.testing.assert_close(out, x_star.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
 
 

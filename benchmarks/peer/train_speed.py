@@ -8,7 +8,7 @@ forward + backward for a training step, forward for one sampling evaluation), tr
 evaluations per second at batch 16, 64 and 256, as medians over repetitions that alternate which side goes first.
 
 animegen's step is `Trainer.train_step()` itself (uint8 cache -> augment -> loss -> backward -> clip -> Adam -> EMA);
-its sampling evaluation is `denoiser(x, t, clip=True)` on the EMA copy, as `sample_ddim` calls it. The peer
+its sampling evaluation is `denoiser(x, t, threshold="static")` on the EMA copy, as `sample_ddim` calls it. The peer
 (the homework sample's parent) runs the inner loop of its own Trainer on a fixed batch of 16 faces in [0, 1]:
 `diffusion(img)` -> backward -> clip_grad_norm_(1.0) -> Adam -> ema_pytorch update; its sampling evaluation is
 `model_predictions(x, t, clip_x_start=True, rederive_pred_noise=True)` on its EMA model, as `ddim_sample` calls it.
@@ -69,7 +69,7 @@ def animegen_side(preset: str, images: torch.Tensor, run_dir: Path) -> Side:
     ema.eval()
 
     def sample_eval(x: torch.Tensor, t: torch.Tensor):
-        return ema(x, t, clip=True)
+        return ema(x, t, threshold="static")
 
     params = sum(p.numel() for p in trainer.denoiser.net.parameters())
     return Side("animegen", params, trainer.denoiser.timesteps, trainer.train_step, sample_eval)

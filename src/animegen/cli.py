@@ -85,7 +85,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's preview "
                         "sampler, e.g. dpmpp for the cpu preset)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default: the model's)")
-    p.add_argument("--eta", type=float, default=0.0, help="noise of ddim / dpmpp: 0 deterministic (ODE), 1 DDPM-like (SDE)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="noise of ddim / dpmpp: 0 deterministic (ODE, the default), 1 DDPM-like (SDE)")
+    p.add_argument("--threshold", choices=["static", "dynamic", "none"], default=None,
+                   help="keep each step's x0 prediction in range: static clamp, or dynamic (Imagen's rescale, less "
+                        "saturated colour from eps-prediction models) (default: the model's)")
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation (1 = none, 0.7 = safer faces)")
     p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
@@ -101,7 +105,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.workflows.generate import generate
 
     out = generate(args.checkpoint, args.out, args.num, args.sampler, args.steps, args.eta, args.seed,
-                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device, args.psi)
+                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device, args.psi,
+                   args.threshold)
     print(f"wrote {args.num} images to {out}" + (f" and {args.tgz}" if args.tgz else ""))
 
 
@@ -176,7 +181,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
     p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
                    help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
-                        "eta=0..1 (ddim, dpmpp), spacing=uniform|trailing|quadratic|logsnr, e.g. ddim:50:eta=1")
+                        "eta=0..1 (ddim, dpmpp), spacing=uniform|trailing|quadratic|logsnr, threshold=static|dynamic, "
+                        "e.g. ddim:50:eta=1")
     p.add_argument("--num", type=int, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")

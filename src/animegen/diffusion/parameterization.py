@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 OBJECTIVES = ("pred_noise", "pred_x0", "pred_v")
+THRESHOLDS = ("static", "dynamic", "none")
+DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 
 
 def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -42,11 +44,30 @@ def to_x0_eps(objective: str, out: torch.Tensor, x_t: torch.Tensor, alpha_bar_t:
     raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
 
 
+def threshold_x0(x0: torch.Tensor, threshold: str) -> torch.Tensor:
+    """Bring x0_pred (B, C, H, W) back into the data range [-1, 1].
+
+    static: clamp (DDPM's and lucidrains' samplers). dynamic: Imagen's (Saharia et al. 2022, sec. 2.3) — per
+    image, s = max(1, the 99.5th percentile of |x0|), clamp to [-s, s] and divide by s, so an over-confident
+    prediction is scaled down instead of saturated; an image already in range is unchanged. none: as predicted.
+    """
+    if threshold == "static":
+        return x0.clamp(-1, 1)
+    if threshold == "dynamic":
+        s = x0.abs().flatten(1).quantile(DYNAMIC_PERCENTILE, dim=1).clamp(min=1.0)
+        s = _bcast(s, x0)
+        return torch.maximum(torch.minimum(x0, s), -s) / s
+    if threshold == "none":
+        return x0
+    raise ValueError(f"unknown threshold {threshold!r}; choose from {', '.join(THRESHOLDS)}")
+
+
 class Denoiser(nn.Module):
     """Wraps a schedule-agnostic network into a denoiser for a discrete-time schedule.
 
-    forward(x_t: (B, C, H, W), t: (B,) int64 in [0, T)) -> (x0_pred, eps_pred). With `clip`, x0_pred is clamped
-    to [-1, 1] and eps re-derived from it, as lucidrains' and DDIM's samplers do.
+    forward(x_t: (B, C, H, W), t: (B,) int64 in [0, T)) -> (x0_pred, eps_pred). With a `threshold` other than
+    "none", x0_pred is brought into [-1, 1] (`threshold_x0`) and eps re-derived from it, as lucidrains' and DDIM's
+    samplers do.
     """
 
     def __init__(self, net: nn.Module, alpha_bar: torch.Tensor, objective: str = "pred_noise"):
@@ -67,11 +88,12 @@ class Denoiser(nn.Module):
     def net_output(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(x_t, self.noise_level(t))
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, threshold: str = "none"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net_output(x_t, t).float()
         alpha_bar_t = self.alpha_bar[t].float()
         x0_pred, eps_pred = to_x0_eps(self.objective, out, x_t.float(), alpha_bar_t)
-        if clip:
-            x0_pred = x0_pred.clamp(-1, 1)
+        if threshold != "none":
+            x0_pred = threshold_x0(x0_pred, threshold)
             eps_pred = (x_t - _bcast(alpha_bar_t.sqrt(), x_t) * x0_pred) / _bcast((1 - alpha_bar_t).sqrt(), x_t)
         return x0_pred, eps_pred

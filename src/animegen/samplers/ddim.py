@@ -17,7 +17,8 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
 
 @torch.inference_mode()
 def sample_ddim(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], eta: float = 0.0,
-                noise: NoiseFn = torch.randn_like, callback: Callback | None = None) -> torch.Tensor:
+                noise: NoiseFn = torch.randn_like, callback: Callback | None = None, threshold: str = "static"
+                ) -> torch.Tensor:
     """x: (B, C, H, W) pure noise -> x_0 in [-1, 1], visiting `timesteps` (descending, e.g. respaced_timesteps).
 
     x_{prev} = sqrt(ab_prev) x0_pred + sqrt(1 - ab_prev - sigma^2) eps_pred + sigma z.
@@ -27,7 +28,7 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], e
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         ab, ab_prev = float(alpha_bar[t]), (float(alpha_bar[t_prev]) if t_prev >= 0 else 1.0)
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0_pred, eps_pred = denoiser(x, t_batch, clip=True)
+        x0_pred, eps_pred = denoiser(x, t_batch, threshold)
         sigma = ddim_sigma(ab, ab_prev, eta)
         x = ab_prev**0.5 * x0_pred + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps_pred
         if sigma > 0:

@@ -25,7 +25,7 @@ def posterior(alpha_bar: torch.Tensor, t: int) -> tuple[float, float, float]:
 
 @torch.inference_mode()
 def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, noise: NoiseFn = torch.randn_like,
-                callback: Callback | None = None) -> torch.Tensor:
+                callback: Callback | None = None, threshold: str = "static") -> torch.Tensor:
     """x: (B, C, H, W) pure noise x_T -> x_0 in [-1, 1], sampling x_{t-1} ~ p(x_{t-1} | x_t) for t = T-1..0.
 
     `noise(x)` draws the fresh Gaussian of each step (pass a StackedRandomGenerator's randn_like for per-image
@@ -34,7 +34,7 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, noise: NoiseFn = torch.rand
     T = denoiser.timesteps
     for i, t in enumerate(range(T - 1, -1, -1)):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0_pred, _eps = denoiser(x, t_batch, clip=True)
+        x0_pred, _eps = denoiser(x, t_batch, threshold)
         c_x0, c_xt, var = posterior(denoiser.alpha_bar, t)
         x = c_x0 * x0_pred + c_xt * x
         if t > 0:

@@ -25,13 +25,14 @@ def _lambda(alpha_bar: float) -> float:
 
 @torch.inference_mode()
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], eta: float = 0.0,
-                    noise: NoiseFn = torch.randn_like, callback: Callback | None = None) -> torch.Tensor:
+                    noise: NoiseFn = torch.randn_like, callback: Callback | None = None, threshold: str = "static"
+                    ) -> torch.Tensor:
     """x: (B, C, H, W) pure noise -> x_0 in [-1, 1], visiting `timesteps` (descending); eta = 0 is deterministic."""
     alpha_bar = denoiser.alpha_bar
     x0_prev, h_prev = None, None
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0_pred, _eps = denoiser(x, t_batch, clip=True)
+        x0_pred, _eps = denoiser(x, t_batch, threshold)
         t_next = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         if t_next < 0:
             x = x0_pred  # sigma_next = 0: the solution is the data prediction itself

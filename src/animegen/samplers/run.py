@@ -18,17 +18,22 @@ SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 def sample_batch(denoiser: Denoiser, seeds: Sequence[int], sampler: str = "ddim", steps: int | None = None,
                  eta: float = 0.0, spacing: str = "uniform", image_shape: tuple[int, int, int] = (3, 64, 64),
-                 device: torch.device | str = "cpu", callback: Callback | None = None) -> torch.Tensor:
-    """One batch: (len(seeds), C, H, W) float in [-1, 1]; row b depends only on seeds[b]."""
+                 device: torch.device | str = "cpu", callback: Callback | None = None, threshold: str = "static"
+                 ) -> torch.Tensor:
+    """One batch: (len(seeds), C, H, W) float in [-1, 1]; row b depends only on seeds[b].
+
+    threshold: how each step's x0 prediction is kept in [-1, 1] (static clamp or Imagen's dynamic rescale)."""
     rng = StackedRandomGenerator(seeds, device)
     x = rng.randn((len(seeds), *image_shape))
     if sampler == "ddpm":
-        return sample_ddpm(denoiser, x, noise=rng.randn_like, callback=callback)
+        return sample_ddpm(denoiser, x, noise=rng.randn_like, callback=callback, threshold=threshold)
     ts = respaced_timesteps(denoiser.timesteps, min(steps or 50, denoiser.timesteps), spacing, denoiser.alpha_bar)
     if sampler == "ddim":
-        return sample_ddim(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback)
+        return sample_ddim(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback,
+                           threshold=threshold)
     if sampler == "dpmpp":
-        return sample_dpmpp_2m(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback)
+        return sample_dpmpp_2m(denoiser, x, ts, eta=eta, noise=rng.randn_like, callback=callback,
+                               threshold=threshold)
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 

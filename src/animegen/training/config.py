@@ -10,7 +10,9 @@ from typing import Any
 
 from animegen.core.errors import UserError
 from animegen.data.augment import AugmentConfig
+from animegen.diffusion.parameterization import THRESHOLDS
 from animegen.models.unet import UNetConfig
+from animegen.samplers.run import SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,17 @@ class SampleConfig:
     sampler: str = "ddim"
     steps: int = 25
     seed: int = 0
+    eta: float = 0.0                    # ddim / dpmpp noise (0 = ODE, 1 = SDE)
+    threshold: str = "static"           # x0_pred into [-1, 1]: static clamp or dynamic (Imagen)
+
+    def __post_init__(self) -> None:
+        # refused when the config is built, not at the first grid 1000 steps into training
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"sample.sampler={self.sampler!r}: choose from {', '.join(SAMPLERS)}")
+        if self.threshold not in THRESHOLDS:
+            raise UserError(f"sample.threshold={self.threshold!r}: choose from {', '.join(THRESHOLDS)}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise UserError(f"sample.eta={self.eta}: must be from 0 to 1")
 
 
 @dataclass(frozen=True)

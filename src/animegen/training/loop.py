@@ -164,7 +164,7 @@ class Trainer(TrainingLoop):
         seeds = list(range(s.seed, s.seed + s.num))
         shape = (self.cfg.model.channels, self.cfg.model.image_size, self.cfg.model.image_size)
         batches = list(sample_images(ema_denoiser, seeds, batch_size=s.num, sampler=s.sampler, steps=s.steps,
-                                     image_shape=shape, device=self.device))
+                                     eta=s.eta, threshold=s.threshold, image_shape=shape, device=self.device))
         save_grid(torch.cat(batches).cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
 
     def log_extras(self) -> dict:

@@ -18,6 +18,7 @@ import torch
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import list_images, read_rgb
+from animegen.diffusion.parameterization import THRESHOLDS
 from animegen.metrics.registry import EvalContext
 from animegen.samplers.run import SAMPLERS
 from animegen.samplers.timesteps import SPACINGS
@@ -37,9 +38,11 @@ class SamplerSpec:
     steps: int
     eta: float = 0.0
     spacing: str = "uniform"
+    threshold: str | None = None  # None: the model's own (its config's sample.threshold)
 
     def _options(self, eta_sep: str) -> list[str]:
-        return ([f"eta{eta_sep}{self.eta:g}"] if self.eta else []) + ([self.spacing] if self.spacing != "uniform" else [])
+        return ([f"eta{eta_sep}{self.eta:g}"] if self.eta else []) + (
+            [self.spacing] if self.spacing != "uniform" else []) + ([self.threshold] if self.threshold else [])
 
     @property
     def variant(self) -> str:
@@ -56,7 +59,8 @@ def parse_samplers(text: str, timesteps: int) -> list[SamplerSpec]:
     """'ddpm:1000,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> specs.
 
     ddpm always runs all T steps, so its count must be T (or omitted); options after the steps are eta (0..1: the
-    noise of DDIM, or of DPM-Solver++ as an SDE solver) and spacing (which timesteps a few-step sampler visits)."""
+    noise of DDIM, or of DPM-Solver++ as an SDE solver), spacing (which timesteps a few-step sampler visits) and
+    threshold (how x0 predictions are kept in range; default: the model's)."""
     specs = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
         sampler, _, rest = item.partition(":")
@@ -93,8 +97,12 @@ def _parse_options(item: str, sampler: str, options: list[str]) -> dict:
             if value not in SPACINGS:
                 raise UserError(f"--samplers {item}: unknown spacing {value!r}; choose from {', '.join(SPACINGS)}")
             parsed["spacing"] = value
+        elif key == "threshold":
+            if value not in THRESHOLDS:
+                raise UserError(f"--samplers {item}: unknown threshold {value!r}; choose from {', '.join(THRESHOLDS)}")
+            parsed["threshold"] = value
         else:
-            allowed = "none" if sampler == "ddpm" else "eta=, spacing="
+            allowed = "threshold=" if sampler == "ddpm" else "eta=, spacing=, threshold="
             raise UserError(f"--samplers {item}: unknown option {option!r} for {sampler} (options: {allowed})")
     return parsed
 
@@ -117,7 +125,7 @@ def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: i
             log.info("%s: %d images", spec.name, num)
             seconds = _timed_generate(checkpoint, folder, num, spec, seed, batch_size, device)
             row = {"sampler": spec.sampler, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
-                   "variant": spec.variant, "name": spec.name, "nfe": spec.steps, "num": num,
+                   "threshold": spec.threshold or cfg.sample.threshold, "variant": spec.variant, "name": spec.name, "nfe": spec.steps, "num": num,
                    "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
         else:
             log.info("%s: keeping the %d images and wall time of the earlier report", spec.name, num)
@@ -139,7 +147,7 @@ def _timed_generate(checkpoint: str, folder: Path, num: int, spec: SamplerSpec, 
     """Seconds to write `num` images with `spec`, model loading and JPEG encoding included."""
     start = time.perf_counter()
     generate(checkpoint, folder, num, spec.sampler, spec.steps, eta=spec.eta, seed=seed, batch_size=batch_size,
-             spacing=spec.spacing, force=True, device=device)
+             spacing=spec.spacing, force=True, device=device, threshold=spec.threshold)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start

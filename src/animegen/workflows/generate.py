@@ -48,13 +48,13 @@ def prepare_out(out: Path, force: bool) -> None:
 
 
 def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | None = None,
-             steps: int | None = None, eta: float = 0.0, seed: int = 0, batch_size: int | None = None,
+             steps: int | None = None, eta: float | None = None, seed: int = 0, batch_size: int | None = None,
              spacing: str = "uniform", tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95,
-             device: str = "cpu", psi: float = 1.0) -> Path:
+             device: str = "cpu", psi: float = 1.0, threshold: str | None = None) -> Path:
     """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
 
-    checkpoint None = the model shipped with animegen; sampler/steps None = the ones the model was trained to
-    preview with (its config's `sample` section). A StyleGAN2 checkpoint ignores the sampler options and uses
+    checkpoint None = the model shipped with animegen; sampler None = the sampler, steps and eta the model was
+    trained to preview with (its config's `sample` section); threshold None = the model's (`sample.threshold`). A StyleGAN2 checkpoint ignores the sampler options and uses
     `psi` (truncation). batch_size None = the fastest for the model on a CPU (`default_batch_size`)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
@@ -68,11 +68,13 @@ def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | 
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
         if sampler is None:
             sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
+            eta = cfg.sample.eta if eta is None else eta
+        eta, threshold = eta or 0.0, threshold or cfg.sample.threshold
         on_cpu = not str(device).startswith("cuda")
         label, batch_size = sampler, batch_size or (default_batch_size(cfg.model) if on_cpu else GPU_BATCH)
         shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
         batches = sample_images(denoiser, seeds, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
-                                spacing=spacing, image_shape=shape, device=device)
+                                spacing=spacing, threshold=threshold, image_shape=shape, device=device)
     prepare_out(out, force)  # only after the model loaded: a bad checkpoint never touches --out
     log.info("sampling %d images from %s with %s", num, ckpt, label)
     index = 1
