@@ -14,8 +14,8 @@ from tqdm import tqdm
 from animegen.assets import shipped_model
 from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
-from animegen.samplers.run import sample_images
 from animegen.models.unet import UNetConfig
+from animegen.samplers.run import sample_images
 from animegen.training.factory import checkpoint_kind, load_denoiser, load_generator
 from animegen.training.gan_loop import gan_images
 
@@ -24,7 +24,7 @@ HOMEWORK_TGZ_LIMIT = 2 * 1024 * 1024
 # activations of the first UNet level per sampling batch (batch x dim x (H/patch)^2) that run fastest on a CPU:
 # larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
 BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
-GPU_BATCH = 250
+LARGE_BATCH = 250  # on a GPU, and for StyleGAN2 (whose grouped convolutions want big batches on a CPU too)
 
 
 def default_batch_size(model_cfg: UNetConfig) -> int:
@@ -54,15 +54,16 @@ def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | 
     """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
 
     checkpoint None = the model shipped with animegen; sampler None = the sampler, steps and eta the model was
-    trained to preview with (its config's `sample` section); threshold None = the model's (`sample.threshold`). A StyleGAN2 checkpoint ignores the sampler options and uses
-    `psi` (truncation). batch_size None = the fastest for the model on a CPU (`default_batch_size`)."""
+    trained to preview with (its config's `sample` section); threshold None = the model's (`sample.threshold`);
+    batch_size None = the fastest for the model (`default_batch_size` on a CPU). A StyleGAN2 checkpoint ignores
+    the sampler options and uses `psi` (truncation)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
     source = checkpoint if checkpoint is not None else shipped_model()
     seeds = list(range(seed, seed + num))
     if checkpoint_kind(source) == "stylegan2":
         G, _cfg, ckpt = load_generator(source, device)
-        label, batch_size = f"stylegan2, psi {psi}", batch_size or GPU_BATCH
+        label, batch_size = f"stylegan2, psi {psi}", batch_size or LARGE_BATCH
         batches = (gan_images(G, seeds[i : i + batch_size], psi, device) for i in range(0, num, batch_size))
     else:
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
@@ -71,7 +72,7 @@ def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | 
             eta = cfg.sample.eta if eta is None else eta
         eta, threshold = eta or 0.0, threshold or cfg.sample.threshold
         on_cpu = not str(device).startswith("cuda")
-        label, batch_size = sampler, batch_size or (default_batch_size(cfg.model) if on_cpu else GPU_BATCH)
+        label, batch_size = sampler, batch_size or (default_batch_size(cfg.model) if on_cpu else LARGE_BATCH)
         shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
         batches = sample_images(denoiser, seeds, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
                                 spacing=spacing, threshold=threshold, image_shape=shape, device=device)
