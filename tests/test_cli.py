@@ -30,6 +30,7 @@ def test_user_mistakes_get_one_line_and_no_traceback(tmp_path):
         (["train", "--preset", "huge", "--data", str(tmp_path)], "unknown preset 'huge'"),
         (["train", "--data", str(tmp_path / "nope")], "no such folder or archive"),
         (["train", "--set", "model.width=3", "--dry-run"], "no such setting"),
+        (["train", "--set", "sample.threshold=soft", "--dry-run"], "sample.threshold='soft'"),
         (["generate", "--checkpoint", str(tmp_path)], "no checkpoint here"),
         (["evaluate", "--images", str(tmp_path), "--metrics", "is"], "unknown metric"),
     ]
@@ -64,6 +65,23 @@ def test_train_generate_round_trip_is_deterministic(tmp_path, faces_dir):
         assert sorted(t.getnames(), key=lambda n: int(n.split(".")[0])) == names
     refused = cli("generate", *common, "--out", str(a), check=False)
     assert refused.returncode == 2 and "--force" in refused.stderr
+
+
+def test_generate_without_a_sampler_uses_the_models_sample_settings(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    cli("train", "--data", str(faces_dir), "--out", str(run), "--steps", "2", *FAST, "--set", "sample.sampler=dpmpp",
+        "--set", "sample.eta=1", "--set", "sample.threshold=dynamic")
+    common = ["--checkpoint", str(run), "--num", "3"]
+    cli("generate", *common, "--out", str(tmp_path / "own"))
+    cli("generate", *common, "--out", str(tmp_path / "said"), "--sampler", "dpmpp", "--steps", "2", "--eta", "1",
+        "--threshold", "dynamic")
+    cli("generate", *common, "--out", str(tmp_path / "clamp"), "--sampler", "dpmpp", "--steps", "2", "--eta", "1",
+        "--threshold", "static")
+    for k in range(1, 4):
+        own = (tmp_path / "own" / f"{k}.jpg").read_bytes()
+        assert own == (tmp_path / "said" / f"{k}.jpg").read_bytes()
+        # an untrained eps model over-shoots x0: the clamp and the rescale give different pictures
+        assert own != (tmp_path / "clamp" / f"{k}.jpg").read_bytes()
 
 
 def test_progress_figure_has_num_by_frames_panels(tmp_path, faces_dir):

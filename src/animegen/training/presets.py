@@ -9,11 +9,15 @@ from animegen.training.gan_config import GANTrainConfig
 # simple = the homework's sample code: dim 16, (1,2,4), T=100 linear, eps-prediction, batch 16, Adam 1e-3
 SIMPLE: dict = {}
 
-# medium = simple + the homework's augmentation (flip, 10 degrees, colour jitter 0.25/0.25) + T = 1000
+# medium = simple + the homework's augmentation (flip, 10 degrees, colour jitter 0.25/0.25) + T = 1000.
+# It previews and hands in with DPM-Solver++(2M) SDE, 20 steps, dynamic thresholding: on this eps-prediction model
+# that found 40% more faces than DDPM-1000 at SWD +4%, 49x faster (docs/q2-ddpm-vs-ddim.md); deterministic
+# DDIM/DPM-Solver++ with the plain clamp saturate colour and find a third fewer
 MEDIUM = {
     **SIMPLE,
     "augment.hflip": True, "augment.rotate_deg": 10.0, "augment.brightness": 0.25, "augment.contrast": 0.25,
     "diffusion.timesteps": 1000,
+    "sample.sampler": "dpmpp", "sample.steps": 20, "sample.eta": 1.0, "sample.threshold": "dynamic",
 }
 
 # strong = medium + a bigger UNet (dim 32, four levels) + the cosine schedule

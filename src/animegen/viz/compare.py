@@ -11,22 +11,32 @@ from animegen.viz.progress import save_progress_figure
 
 
 def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> None:
-    """One panel per metric: its value against network evaluations per image (log x), a line per sampler."""
+    """One panel per metric against network evaluations per image (log x): a line per sampler variant, and the
+    most expensive row (DDPM when present) as a dashed reference line in the quality panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [*metrics, "img_per_s"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), dpi=100, squeeze=False)
+    variants = list(dict.fromkeys(_variant(r) for r in rows))
+    ref = max(rows, key=lambda r: r["nfe"])
+    # many variants: 20 distinct colours and a marker cycle, so no two lines look alike
+    colours = plt.get_cmap("tab20" if len(variants) > 10 else "tab10").colors
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2.2, 3.2), dpi=100, squeeze=False)
     for ax, metric in zip(axes[0], panels):
-        for variant in dict.fromkeys(_variant(r) for r in rows):
+        for k, variant in enumerate(variants):
             mine = sorted((r for r in rows if _variant(r) == variant), key=lambda r: r["nfe"])
-            ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], "o-", label=variant)
+            ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], marker="osD^v<>"[k % 7], linestyle="-",
+                    color=colours[k % len(colours)], label=variant)
+        if metric != "img_per_s":
+            ax.axhline(ref[metric], color="black", linestyle="--", linewidth=0.8,
+                       label=f"{_variant(ref)} {ref['nfe']} (reference)")
         ax.set(xscale="log", xlabel="NFE per image", title=metric.upper() if metric != "img_per_s" else "img/s")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 2.2 / (3.2 * len(panels) + 2.2), 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
