@@ -109,6 +109,8 @@ def train(cfg: TrainConfig | GANTrainConfig, data: str, out: Path | None = None,
         if ckpt is not None:
             trainer.resume(ckpt)
             log.info("resumed %s at step %d", ckpt, trainer.step)
+        # bf16 "auto" depends on the machine (AVX512-BF16 / AMX, or a GPU); say which precision this run trains in
+        log.info("training on %s in %s", trainer.device, "bf16 autocast" if getattr(trainer, "bf16", False) else "fp32")
         trainer.run()
     finally:
         shutdown()
