@@ -32,6 +32,7 @@ def test_user_mistakes_get_one_line_and_no_traceback(tmp_path):
         (["train", "--set", "model.width=3", "--dry-run"], "no such setting"),
         (["train", "--set", "sample.threshold=soft", "--dry-run"], "sample.threshold='soft'"),
         (["generate", "--checkpoint", str(tmp_path)], "no checkpoint here"),
+        (["generate", "--eta", "2"], "--eta must be from 0"),
         (["evaluate", "--images", str(tmp_path), "--metrics", "is"], "unknown metric"),
     ]
     for args, message in cases:

@@ -59,6 +59,8 @@ def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | 
     the sampler options and uses `psi` (truncation)."""
     if num < 1:
         raise UserError(f"--num must be at least 1, got {num}")
+    if eta is not None and not 0.0 <= eta <= 1.0:
+        raise UserError(f"--eta must be from 0 (deterministic) to 1 (DDPM-like noise), got {eta}")
     source = checkpoint if checkpoint is not None else shipped_model()
     seeds = list(range(seed, seed + num))
     if checkpoint_kind(source) == "stylegan2":
