@@ -19,19 +19,19 @@ def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     panels = [*metrics, "img_per_s"]
-    variants = list(dict.fromkeys(_variant(r) for r in rows))
+    variants = list(dict.fromkeys(row_label(r) for r in rows))
     ref = max(rows, key=lambda r: r["nfe"])
     # many variants: 20 distinct colours and a marker cycle, so no two lines look alike
     colours = plt.get_cmap("tab20" if len(variants) > 10 else "tab10").colors
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2.2, 3.2), dpi=100, squeeze=False)
     for ax, metric in zip(axes[0], panels):
         for k, variant in enumerate(variants):
-            mine = sorted((r for r in rows if _variant(r) == variant), key=lambda r: r["nfe"])
+            mine = sorted((r for r in rows if row_label(r) == variant), key=lambda r: r["nfe"])
             ax.plot([r["nfe"] for r in mine], [r[metric] for r in mine], marker="osD^v<>"[k % 7], linestyle="-",
                     color=colours[k % len(colours)], label=variant)
         if metric != "img_per_s":
             ax.axhline(ref[metric], color="black", linestyle="--", linewidth=0.8,
-                       label=f"{_variant(ref)} {ref['nfe']} (reference)")
+                       label=f"{row_label(ref)} {ref['nfe']} (reference)")
         ax.set(xscale="log", xlabel="NFE per image", title=metric.upper() if metric != "img_per_s" else "img/s")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -42,8 +42,8 @@ def plot_metrics_vs_nfe(rows: list[dict], metrics: list[str], path: Path) -> Non
     plt.close(fig)
 
 
-def _variant(row: dict) -> str:
-    """A line per sampler and its options (reports written before options existed have only 'sampler')."""
+def row_label(row: dict) -> str:
+    """A report row's sampler and its options, e.g. 'ddim eta=1' (rows written before options have only 'sampler')."""
     return row.get("variant", row["sampler"])
 
 

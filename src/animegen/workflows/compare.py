@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from animegen.samplers.run import SAMPLERS
 from animegen.samplers.timesteps import SPACINGS
 from animegen.training.factory import config_from_checkpoint
 from animegen.training.checkpoint import resolve_checkpoint
-from animegen.viz.compare import plot_metrics_vs_nfe, save_side_by_side
+from animegen.viz.compare import plot_metrics_vs_nfe, row_label, save_side_by_side
 from animegen.workflows.evaluate import evaluate
 from animegen.workflows.generate import generate
 
@@ -72,7 +71,8 @@ def parse_samplers(text: str, timesteps: int) -> list[SamplerSpec]:
         except ValueError:
             raise UserError(f"--samplers {item}: steps must be a whole number, e.g. ddim:50") from None
         if sampler == "ddpm" and n != timesteps:
-            raise UserError(f"--samplers {item}: DDPM runs all T = {timesteps} steps of this model; write ddpm:{timesteps}")
+            raise UserError(f"--samplers {item}: DDPM runs all T = {timesteps} steps of this model; "
+                            f"write ddpm:{timesteps}")
         if not 1 <= n <= timesteps:
             raise UserError(f"--samplers {item}: steps must be between 1 and T = {timesteps}")
         specs.append(SamplerSpec(sampler, n, **_parse_options(item, sampler, options)))
@@ -90,8 +90,8 @@ def _parse_options(item: str, sampler: str, options: list[str]) -> dict:
             try:
                 parsed["eta"] = float(value)
             except ValueError:
-                parsed["eta"] = math.nan  # refused just below, with the same message as out-of-range
-            if not 0.0 <= parsed["eta"] <= 1.0:
+                parsed["eta"] = None
+            if parsed["eta"] is None or not 0.0 <= parsed["eta"] <= 1.0:
                 raise UserError(f"--samplers {item}: eta must be a number from 0 to 1, e.g. ddim:50:eta=0.5")
         elif key == "spacing" and sampler != "ddpm":
             if value not in SPACINGS:
@@ -125,8 +125,8 @@ def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: i
             log.info("%s: %d images", spec.name, num)
             seconds = _timed_generate(checkpoint, folder, num, spec, seed, batch_size, device)
             row = {"sampler": spec.sampler, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
-                   "threshold": spec.threshold or cfg.sample.threshold, "variant": spec.variant, "name": spec.name, "nfe": spec.steps, "num": num,
-                   "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
+                   "threshold": spec.threshold or cfg.sample.threshold, "variant": spec.variant, "name": spec.name,
+                   "nfe": spec.steps, "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
         else:
             log.info("%s: keeping the %d images and wall time of the earlier report", spec.name, num)
         missing = [m for m in metrics if m not in row]
@@ -187,7 +187,7 @@ def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
     head = ["sampler", "steps", "NFE", "wall s", "img/s", "speed-up", *(f"{m.upper()}" for m in shown)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.get("variant", r["sampler"]), str(r["steps"]), str(r["nfe"]), f"{r['seconds']:.1f}", f"{r['img_per_s']:.1f}",
+        cells = [row_label(r), str(r["steps"]), str(r["nfe"]), f"{r['seconds']:.1f}", f"{r['img_per_s']:.1f}",
                  f"{ref['seconds'] / r['seconds']:.1f}x"]
         for m in shown:
             rel = (r[m] - ref[m]) / ref[m] * 100 if ref[m] else 0.0
