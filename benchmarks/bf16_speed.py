@@ -19,13 +19,13 @@ import torch
 
 from animegen.core.device import cpu_has_native_bf16
 from animegen.data.dataset import load_images
-from animegen.training.loop import Trainer
-from animegen.training.presets import preset_config
+from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.runs.presets import preset_config
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
 
 
-def img_per_s(trainer: Trainer, steps: int) -> float:
+def img_per_s(trainer: DiffusionTrainer, steps: int) -> float:
     for _ in range(3):
         trainer.train_step()
     start = time.perf_counter()
@@ -46,7 +46,7 @@ def main() -> None:
         images = load_images(FACES, preset_config(name).model.image_size, progress=False)
         runs: dict[str, list[float]] = {"off": [], "on": []}
         with tempfile.TemporaryDirectory() as tmp:
-            trainers = {mode: Trainer(preset_config(name, {"bf16": mode, "sample.every": 0}), Path(tmp) / mode,
+            trainers = {mode: DiffusionTrainer(preset_config(name, {"bf16": mode, "sample.every": 0}), Path(tmp) / mode,
                                       images, device="cpu") for mode in runs}
             for _ in range(args.reps):
                 for mode, trainer in trainers.items():

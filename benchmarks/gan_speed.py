@@ -13,8 +13,8 @@ from tempfile import TemporaryDirectory
 
 import torch
 
-from animegen.training.gan_loop import GANTrainer
-from animegen.training.presets import preset_config
+from animegen.training.gan_trainer import GANTrainer
+from animegen.runs.presets import preset_config
 
 WIDTHS = {  # overrides on top of the boss preset
     "channels 256 (NVlabs-like)": {"model.channels": 256, "model.max_channels": 256, "model.z_dim": 256,

@@ -31,6 +31,11 @@ TINY = {  # a UNet small enough to train a few steps in well under a second each
 }
 
 
+# a 64 px model small enough that a CLI round trip takes seconds
+FAST = ["--set", "model.dim=8", "--set", "model.dim_mults=[1,2]", "--set", "model.attn_resolutions=[]",
+        "--batch-size", "8", "--set", "sample.num=4", "--set", "sample.steps=2", "--set", "log_every=1"]
+
+
 SMALL_GAN = {  # a StyleGAN2 at 32 px small enough for a few steps a second
     "model.image_size": 32, "model.z_dim": 32, "model.w_dim": 32, "model.channels": 32, "model.max_channels": 32,
     "model.mapping_layers": 2, "optim.batch_size": 8, "optim.r1_every": 2, "sample.num": 4, "sample.every": 0,
@@ -49,12 +54,3 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300, check: bool =
     if check and proc.returncode != 0:
         raise AssertionError(f"animegen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
-
-
-def tiny_set_args() -> list[str]:
-    import json
-
-    out = []
-    for k, v in TINY.items():
-        out += ["--set", f"{k}={json.dumps(v)}"]
-    return out

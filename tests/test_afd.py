@@ -20,16 +20,14 @@ from animegen.metrics.registry import METRICS, EvalContext
 
 animeface = pytest.importorskip("animeface")
 
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
-needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"real faces not found at {FACES}")
 SUBSET = 300   # of faces-1k: the full 1000 give the same picture (docs/metrics-notes.md) in 3x the time
 
 
 @pytest.fixture(scope="module")
-def faces() -> list[np.ndarray]:
+def faces(faces_dir) -> list[np.ndarray]:
     """The first SUBSET faces of faces-1k, resized to 64x64 like generated samples: (64, 64, 3) uint8."""
     return [np.asarray(Image.open(p).convert("RGB").resize((64, 64), Image.BICUBIC))
-            for p in list_images(FACES)[:SUBSET]]
+            for p in list_images(faces_dir)[:SUBSET]]
 
 
 def _save(images: list[np.ndarray], folder: Path) -> Path:
@@ -39,7 +37,6 @@ def _save(images: list[np.ndarray], folder: Path) -> Path:
     return folder
 
 
-@needs_faces
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")   # animeface calls Image.getdata (Pillow >= 12)
 def test_works_whatever_the_pillow_version(faces):
     """animeface.detect reads Pillow's C struct and finds nothing with Pillow >= 12; our handle does not."""
@@ -57,7 +54,6 @@ def test_works_whatever_the_pillow_version(faces):
         assert int(PIL.__version__.split(".")[0]) >= 12
 
 
-@needs_faces
 def test_real_faces_detected_through_registry(tmp_path, faces):
     folder = _save(faces, tmp_path / "faces64")
     result = METRICS["afd"](EvalContext(images=folder))
@@ -72,14 +68,12 @@ def test_noise_is_not_a_face():
     assert rate <= 0.05
 
 
-@needs_faces
 def test_upside_down_faces_clearly_lower(faces):
     upright = detection_rate([len(detect_animeface(animeface_canvas(x))) for x in faces[:100]])
     flipped = detection_rate([len(detect_animeface(animeface_canvas(x[::-1]))) for x in faces[:100]])
     assert flipped <= 0.2 and upright - flipped >= 0.5, (upright, flipped)
 
 
-@needs_faces
 def test_worker_processes_count_the_same(tmp_path, faces):
     paths = list_images(_save(faces[:12] + [x[::-1] for x in faces[:4]], tmp_path / "mix"))
     assert count_faces(paths, num_workers=2) == count_faces(paths)
@@ -92,9 +86,9 @@ def test_any_size_is_judged_at_64():
     assert np.array_equal(animeface_canvas(small, upscale=64, pad=0), small)
 
 
-def test_yolo_says_what_is_missing(tmp_path):
+def test_yolo_says_what_is_missing(faces_dir, tmp_path):
     with pytest.raises(UserError) as missing_weights:
-        METRICS["afd"](EvalContext(images=FACES if FACES.is_dir() else tmp_path, detector="yolo"))
+        METRICS["afd"](EvalContext(images=faces_dir, detector="yolo"))
     message = str(missing_weights.value)
     assert "\n" not in message
     assert YOLO_WEIGHTS in message and "Fuyucch1/yolov8_animeface" in message

@@ -5,36 +5,36 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import cli
-from test_cli import FAST
+from conftest import FAST, cli
 
 from animegen.core.errors import UserError
+from animegen.samplers.spec import SamplerSpec
 from animegen.workflows.compare import markdown_table, parse_samplers
 
 
 def test_sampler_specs_and_their_mistakes():
-    specs = parse_samplers("ddpm, ddim:50,dpmpp:20", timesteps=1000)
-    assert [(s.sampler, s.steps, s.name) for s in specs] == [
+    specs = parse_samplers("ddpm, ddim:50,dpmpp:20", SamplerSpec(), 1000)
+    assert [(s.name, s.steps, s.label) for s in specs] == [
         ("ddpm", 1000, "ddpm-1000"), ("ddim", 50, "ddim-50"), ("dpmpp", 20, "dpmpp-20")]
     for bad, words in [("ddpm:10", "all T = 1000"), ("euler:10", "unknown sampler"), ("ddim:x", "whole number"),
-                       ("ddim:0", "between 1 and T"), ("ddim:2000", "between 1 and T"), (" , ", "empty")]:
+                       ("ddim:0", ">= 1"), ("ddim:2000", "only T = 1000"), (" , ", "empty")]:
         with pytest.raises(UserError, match=words):
-            parse_samplers(bad, timesteps=1000)
+            parse_samplers(bad, SamplerSpec(), 1000)
 
 
 def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores():
-    spec, plain = parse_samplers("ddim:50:eta=1:spacing=trailing,dpmpp:20:spacing=logsnr", timesteps=1000)
-    assert (spec.eta, spec.spacing, spec.name, spec.variant) == (1.0, "trailing", "ddim-50-eta1-trailing",
+    spec, plain = parse_samplers("ddim:50:eta=1:spacing=trailing,dpmpp:20:spacing=logsnr", SamplerSpec(), 1000)
+    assert (spec.eta, spec.spacing, spec.label, spec.variant) == (1.0, "trailing", "ddim-50-eta1-trailing",
                                                                  "ddim eta=1 trailing")
-    assert (plain.name, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
-    (dyn,) = parse_samplers("ddpm::threshold=dynamic", timesteps=1000)
-    assert (dyn.steps, dyn.threshold, dyn.name) == (1000, "dynamic", "ddpm-1000-dynamic")
+    assert (plain.label, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
+    (dyn,) = parse_samplers("ddpm::threshold=dynamic", SamplerSpec(), 1000)
+    assert (dyn.steps, dyn.threshold, dyn.label) == (1000, "dynamic", "ddpm-1000-dynamic")
     for bad, words in [("ddim:50:eta=2", "eta must be"), ("ddim:50:eta=x", "eta must be"),
                        ("dpmpp:20:seed=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
                        ("ddpm:1000:spacing=trailing", "unknown option"),
                        ("ddim:50:threshold=soft", "unknown threshold")]:
         with pytest.raises(UserError, match=words):
-            parse_samplers(bad, timesteps=1000)
+            parse_samplers(bad, SamplerSpec(), 1000)
 
 
 def test_table_ratios_are_against_the_most_expensive_row():
@@ -72,6 +72,6 @@ def test_compare_run_writes_table_json_figures_and_the_same_images_as_generate(t
     resumed = json.loads((out / "report.json").read_text())["rows"]
     assert resumed[0] == report["rows"][0]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "ddpm-30").iterdir()} == before
-    assert resumed[1]["name"] == "ddim-5-eta1" and len(list((out / "samples" / "ddim-5-eta1").iterdir())) == 6
+    assert resumed[1]["name"] == "ddim-5-eta1" and len(list((out / "samples" / "ddim-5-eta1").glob("*.jpg"))) == 6
     # stochastic DDIM draws other images than deterministic DDIM from the same seeds
     assert (out / "samples" / "ddim-5-eta1" / "1.jpg").read_bytes() != (out / "samples" / "ddim-5" / "1.jpg").read_bytes()

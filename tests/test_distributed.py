@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from conftest import SMALL_GAN, TINY
 from animegen.data.dataset import BatchSampler, load_images
 from animegen.training.distributed import DistEnv
-from animegen.training.gan_loop import GANTrainer
-from animegen.training.loop import Trainer
-from animegen.training.presets import preset_config
+from animegen.training.gan_trainer import GANTrainer
+from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.runs.presets import preset_config
 
 TINY_ARGS = [x for key, value in TINY.items() for x in ("--set", f"{key}={json.dumps(value)}")]
 GAN_ARGS = [x for key, value in SMALL_GAN.items() for x in ("--set", f"{key}={json.dumps(value)}")]
@@ -117,7 +117,7 @@ def test_a_user_mistake_under_torchrun_stops_every_rank_with_one_message(tmp_pat
     assert not (tmp_path / "R" / "checkpoints").exists()
 
 
-def wake_output_layer(trainer: Trainer) -> None:
+def wake_output_layer(trainer: DiffusionTrainer) -> None:
     """The UNet's output conv starts at zero, so a first step would move it alone; give it small seeded
     weights (the same on every rank) so that every layer gets a gradient in the step under test."""
     with torch.no_grad():
@@ -134,7 +134,7 @@ def _first_step_worker(rank: int, port: int, out: str, images: torch.Tensor) -> 
     """One DDP rank: record its batch indices and RNG, take one optimizer step, report the weights."""
     _join_gloo(rank, port)
     cfg = preset_config("simple", FIRST_STEP)
-    trainer = Trainer(cfg, Path(out) / f"rank{rank}", images, env=DistEnv(rank, 2, rank), device="cpu")
+    trainer = DiffusionTrainer(cfg, Path(out) / f"rank{rank}", images, env=DistEnv(rank, 2, rank), device="cpu")
     wake_output_layer(trainer)
     sampler_state = trainer.sampler.state_dict()
     generator_state = trainer.generator.get_state()
@@ -154,7 +154,7 @@ def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tm
 
     # one process, global batch 8 = rank 0's 4 images then rank 1's 4, with the noise each rank drew
     cfg = preset_config("simple", FIRST_STEP)
-    single = Trainer(cfg, tmp_path / "single", images, device="cpu")
+    single = DiffusionTrainer(cfg, tmp_path / "single", images, device="cpu")
     wake_output_layer(single)
     x0, t, eps = [], [], []
     for rank, saved in enumerate(ranks):
@@ -171,7 +171,7 @@ def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tm
     for group in single.optimizer.param_groups:
         group["lr"] = single.lr_at(0)
     single.optimizer.step()
-    fresh = Trainer(cfg, tmp_path / "fresh", images, device="cpu")
+    fresh = DiffusionTrainer(cfg, tmp_path / "fresh", images, device="cpu")
     wake_output_layer(fresh)
     before = fresh.denoiser.net.state_dict()
     for key, param in single.denoiser.net.named_parameters():  # the step's gradient, to 1e-5

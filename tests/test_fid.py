@@ -18,7 +18,6 @@ from animegen.metrics.inception import InceptionV3, random_state_dict
 from animegen.metrics.registry import METRICS, EvalContext
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fid"
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +53,9 @@ def weights(tmp_path_factory, layout, expected) -> Path:
 
 
 @pytest.fixture(scope="module")
-def faces_levels(tmp_path_factory) -> list[Path]:
+def faces_levels(tmp_path_factory, faces_dir) -> list[Path]:
     """24 faces, then the same faces blurred and noised at 3 increasing strengths."""
-    if not FACES.is_dir():
-        pytest.skip(f"{FACES} missing (shared data beside the checkout)")
-    sources = sorted(FACES.glob("*.jpg"))[:24]
+    sources = sorted(faces_dir.glob("*.jpg"))[:24]
     rng = np.random.default_rng(0)
     folders = []
     for level, (radius, noise) in enumerate([(0, 0), (1, 6), (2, 16), (3.5, 40)]):
@@ -71,10 +68,6 @@ def faces_levels(tmp_path_factory) -> list[Path]:
             Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8)).save(folder / f"{src.stem}.png")
         folders.append(folder)
     return folders
-
-
-def test_shared_data_path_is_beside_the_checkout():
-    assert FACES.parent.parent == Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def test_official_layout_loads_strictly(layout):

@@ -8,8 +8,9 @@ import torch
 from conftest import SMALL_GAN as SMALL, cli
 
 from animegen.data.dataset import load_images
-from animegen.training.gan_loop import GANTrainer, gan_images
-from animegen.training.presets import preset_config
+from animegen.samplers.gan import gan_images
+from animegen.training.gan_trainer import GANTrainer
+from animegen.runs.presets import preset_config
 
 SMALL_ARGS = [x for key, value in SMALL.items() for x in ("--set", f"{key}={json.dumps(value)}")]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from animegen.models.unet import UNet, UNetConfig
-from animegen.training.presets import preset_config
+from animegen.runs.presets import preset_config
 
 
 @pytest.mark.parametrize("patch_size", [1, 2, 4])

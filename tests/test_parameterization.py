@@ -43,7 +43,7 @@ def test_denoiser_wrapper_and_loss_are_zero_for_a_perfect_net(objective):
     t = torch.tensor([3, 30, 60, 99])
     abt = ab[t].float()
     x_t = abt.sqrt().view(-1, 1, 1, 1) * x0 + (1 - abt).sqrt().view(-1, 1, 1, 1) * eps
-    den = Denoiser(Oracle(model_target(objective, x0, eps, abt)), ab, objective)
+    den = Denoiser(Oracle(model_target(objective, x0, eps, abt)), ab, objective, image_shape=(3, 8, 8))
     x0_pred, eps_pred = den(x_t, t)
     torch.testing.assert_close(x0_pred, x0, atol=2e-4, rtol=1e-4)
     torch.testing.assert_close(eps_pred, eps, atol=2e-4, rtol=1e-4)

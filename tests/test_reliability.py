@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 
-from conftest import cli
-from test_cli import FAST
+from conftest import FAST, cli
 
-from animegen.training.factory import load_denoiser
+from animegen.runs.load import load_denoiser
 
 
 def latest_step(run) -> int:

@@ -10,6 +10,7 @@ from animegen.samplers import respaced_timesteps, sample_ddim, sample_ddpm
 from animegen.samplers.ddim import ddim_sigma
 from animegen.samplers.ddpm import posterior
 from animegen.samplers.run import sample_batch
+from animegen.samplers.spec import SamplerSpec
 
 
 class PointOracle(torch.nn.Module):
@@ -55,9 +56,8 @@ def test_every_sampler_lands_on_a_single_point_data_set(sampler, steps, eta, thr
     T = 100
     ab = alpha_bar("cosine", T)
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
-    den = Denoiser(PointOracle(x_star, ab, T), ab)
-    out = sample_batch(den, [0, 1, 2], sampler=sampler, steps=steps, eta=eta, image_shape=(3, 8, 8),
-                       threshold=threshold)
+    den = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
+    out = sample_batch(den, [0, 1, 2], SamplerSpec(sampler, steps, eta, threshold=threshold))
     torch.testing.assert_close(out, x_star.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
 
 
@@ -67,10 +67,10 @@ def test_seeded_samples_are_deterministic_and_batch_invariant():
     for p in net.parameters():  # zero-initialised output layers would make every sample trivially equal
         torch.nn.init.normal_(p, std=0.05)
     den = Denoiser(net, alpha_bar("linear", 100)).eval()
-    kw = dict(sampler="ddim", steps=5, eta=1.0, image_shape=(3, 16, 16))
-    whole = sample_batch(den, [10, 11, 12, 13], **kw)
-    again = sample_batch(den, [10, 11, 12, 13], **kw)
-    parts = torch.cat([sample_batch(den, [10], **kw), sample_batch(den, [11, 12, 13], **kw)])
+    spec = SamplerSpec("ddim", 5, eta=1.0)
+    whole = sample_batch(den, [10, 11, 12, 13], spec)
+    again = sample_batch(den, [10, 11, 12, 13], spec)
+    parts = torch.cat([sample_batch(den, [10], spec), sample_batch(den, [11, 12, 13], spec)])
     assert torch.equal(whole, again)
     torch.testing.assert_close(whole, parts, atol=1e-5, rtol=0)
     assert (whole[0] - whole[1]).abs().mean() > 0.05  # different seeds, different pictures
@@ -105,9 +105,9 @@ def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
     assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.01
     ab = alpha_bar("cosine", T)
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
-    point = Denoiser(PointOracle(x_star, ab, T), ab)
+    point = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
     for spacing in ("uniform", "logsnr"):
-        out = sample_batch(point, [0, 1], sampler="dpmpp", steps=10, spacing=spacing, image_shape=(3, 8, 8))
+        out = sample_batch(point, [0, 1], SamplerSpec("dpmpp", 10, spacing=spacing))
         torch.testing.assert_close(out, x_star.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
 
 
@@ -118,11 +118,11 @@ def test_dpmpp_first_order_path_is_ddim_with_the_same_eta(eta):
     T = 100
     ab = alpha_bar("linear", T)
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
-    point = Denoiser(PointOracle(x_star, ab, T), ab)
+    point = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
     paths = {}
     for sampler in ("ddim", "dpmpp"):
         paths[sampler] = []
-        sample_batch(point, [0, 1], sampler=sampler, steps=12, eta=eta, image_shape=(3, 8, 8),
+        sample_batch(point, [0, 1], SamplerSpec(sampler, 12, eta),
                      callback=lambda step: paths[sampler].append(step["x"].clone()))
     assert len(paths["ddim"]) == len(paths["dpmpp"]) == 12
     for a, b in zip(paths["ddim"], paths["dpmpp"]):
@@ -130,13 +130,12 @@ def test_dpmpp_first_order_path_is_ddim_with_the_same_eta(eta):
     # the noise is really drawn: the stochastic path differs from the deterministic one from the first step on
     if eta:
         ode = []
-        sample_batch(point, [0, 1], sampler="dpmpp", steps=12, image_shape=(3, 8, 8),
-                     callback=lambda step: ode.append(step["x"].clone()))
+        sample_batch(point, [0, 1], SamplerSpec("dpmpp", 12), callback=lambda step: ode.append(step["x"].clone()))
         assert (ode[0] - paths["dpmpp"][0]).abs().mean() > 0.01
 
 
 def test_default_sampling_batch_keeps_the_first_level_the_same_size():
-    from animegen.workflows.generate import BATCH_ACTIVATIONS, default_batch_size
+    from animegen.runs.model import BATCH_ACTIVATIONS, default_batch_size
 
     for cfg in [UNetConfig(dim=16), UNetConfig(dim=32), UNetConfig(dim=32, patch_size=2), UNetConfig(dim=8, image_size=32)]:
         b = default_batch_size(cfg)

@@ -9,7 +9,7 @@ import torch
 from conftest import cli
 
 from animegen.assets import SHIPPED_MODEL, shipped_model
-from animegen.training.factory import load_denoiser
+from animegen.runs.load import load_denoiser
 
 CARD = json.loads((SHIPPED_MODEL / "card.json").read_text())
 

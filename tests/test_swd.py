@@ -3,7 +3,6 @@ splits far below real-vs-blurred and real-vs-noise on real faces (faces-1k, 96x9
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,12 @@ from animegen.core.imagefiles import list_images
 from animegen.metrics.registry import METRICS, EvalContext
 from animegen.metrics.swd import GAUSSIAN_5X5, laplacian_pyramid, load_images_64, pyr_up, swd_between
 
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
-needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"real faces not found at {FACES}")
 
 
 @pytest.fixture(scope="module")
-def faces() -> np.ndarray:
+def faces(faces_dir) -> np.ndarray:
     """The first 400 faces of faces-1k as (400, 64, 64, 3) uint8."""
-    return load_images_64(list_images(FACES)[:400])
+    return load_images_64(list_images(faces_dir)[:400])
 
 
 def _karras_pyramid(x: np.ndarray, levels: int) -> list[np.ndarray]:
@@ -69,7 +66,6 @@ def test_identical_sets_give_zero_and_seed_is_deterministic():
         swd_between(images, images[:4])
 
 
-@needs_faces
 def test_real_split_far_below_blurred_and_noise(faces):
     a, b = faces[:200], faces[200:400]
     blurred = np.stack([np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1.0))) for x in b])
@@ -83,15 +79,14 @@ def test_real_split_far_below_blurred_and_noise(faces):
     assert per_level["swd_64"] > 2 * per_level["swd_16"]
 
 
-@needs_faces
-def test_registry_metric_on_folders(tmp_path, faces):
+def test_registry_metric_on_folders(tmp_path, faces, faces_dir):
     fake = tmp_path / "fake"
     fake.mkdir()
     for i, image in enumerate(faces[:40]):
         Image.fromarray(image[::-1]).save(fake / f"{i}.png")   # 64x64 upside-down faces
     real = tmp_path / "real"
     real.mkdir()
-    for path in list_images(FACES)[400:460]:                    # 60 files at 96x96: a subset of 40 is used
+    for path in list_images(faces_dir)[400:460]:                    # 60 files at 96x96: a subset of 40 is used
         (real / path.name).symlink_to(path)
     ctx = EvalContext(images=fake, real=real, seed=5)
     first = METRICS["swd"](ctx)

@@ -32,8 +32,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from animegen.data.dataset import load_images
-from animegen.training.loop import Trainer
-from animegen.training.presets import preset_config
+from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.runs.presets import preset_config
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO.parent / "shared" / "data" / "faces-1k"
@@ -64,7 +64,7 @@ class Side:
 def animegen_side(preset: str, images: torch.Tensor, run_dir: Path) -> Side:
     """The Trainer exactly as `animegen train --preset <preset>` builds it (batch 16, Adam 1e-3)."""
     cfg = preset_config(preset, {"optim.batch_size": BATCH, "optim.lr": LR})
-    trainer = Trainer(cfg, run_dir, images)
+    trainer = DiffusionTrainer(cfg, run_dir, images)
     ema = trainer.denoiser.__class__(trainer.ema.module, trainer.denoiser.alpha_bar, trainer.denoiser.objective)
     ema.eval()
 

@@ -10,39 +10,114 @@ import sys
 from pathlib import Path
 
 from animegen import __version__
-from animegen.core.errors import UserError
+from animegen.core.errors import Interrupted, UserError
+from animegen.core.outputs import describe
+from animegen.diffusion.parameterization import THRESHOLDS
+from animegen.samplers.spec import SAMPLERS
+from animegen.samplers.timesteps import SPACINGS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other user mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def at_least(low: float, kind: type = int):
+    """An argparse type: a number of `kind` >= low, refused in one line otherwise."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def in_range(low: float, high: float, kind: type = float):
+    def parse(text: str):
+        value = at_least(low, kind)(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE, COUNT = at_least(1), at_least(0)
+
+
+def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
+    """--sampler/--steps/--eta/--spacing/--threshold, with choices from the samplers' registry."""
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=sampler_default,
+                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's own sampler; "
+                        "a named sampler starts with eta 0 and uniform spacing at the model's step count)")
+    p.add_argument("--steps", type=POSITIVE, help="sampling steps for ddim/dpmpp (default: the model's)")
+    p.add_argument("--eta", type=in_range(0.0, 1.0),
+                   help="noise of ddim / dpmpp: 0 deterministic (ODE), 1 DDPM-like (SDE)")
+    p.add_argument("--spacing", choices=list(SPACINGS), help="which timesteps a few-step sampler visits")
+    p.add_argument("--threshold", choices=list(THRESHOLDS),
+                   help="keep each step's x0 prediction in range: static clamp, or dynamic (Imagen's rescale, less "
+                        "saturated colour from eps-prediction models) (default: the model's)")
+
+
+def sampler_spec(args: argparse.Namespace, model):
+    """The SamplerSpec the flags ask for, from the model's own (None for a StyleGAN2, which has no sampler)."""
+    from animegen.samplers.spec import choose
+
+    if model.kind != "diffusion":
+        return None
+    return choose(model.spec, args.sampler, args.steps, args.eta, args.spacing, args.threshold)
 
 # flag -> dotted config key, for the settings people change most; anything else goes through --set
 TRAIN_FLAGS = {
     "steps": "steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "timesteps": "diffusion.timesteps",
     "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
     "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
-    "eval_every": "eval_every", "max_minutes": "max_minutes", "bf16": "bf16", "grad_accum": "optim.grad_accum",
+    "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes", "bf16": "bf16", "grad_accum": "optim.grad_accum",
     "device": "device",
 }
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a diffusion model on a folder or archive of face images")
+    p = sub.add_parser("train", help="train a diffusion model (or, with --preset boss, a StyleGAN2) on a folder or "
+                                     "archive of face images")
     p.add_argument("--data", help="folder of images (searched recursively) or a .zip/.tar/.tar.gz of them")
-    p.add_argument("--preset", default="simple",
-                   help="simple | medium | strong (the homework's ladder), cpu (best per CPU-hour), boss (StyleGAN2)")
+    p.add_argument("--preset", help="simple (default) | medium | strong (the homework's ladder), cpu (best per "
+                                    "CPU-hour), boss (StyleGAN2); on --resume, the run's own")
     p.add_argument("--out", type=Path, help="run directory (default: runs/NNNNN-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--steps", type=int, help="total optimizer steps")
-    p.add_argument("--max-minutes", type=float, help="stop and save after this much training time")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--timesteps", type=int, help="diffusion steps T")
+    p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
+    p.add_argument("--max-minutes", type=positive_float, help="stop and save after this much training time")
+    p.add_argument("--batch-size", type=POSITIVE)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--timesteps", type=at_least(2), help="diffusion steps T")
     p.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--objective", choices=["pred_noise", "pred_x0", "pred_v"])
-    p.add_argument("--dim", type=int, help="UNet base channels")
+    p.add_argument("--dim", type=POSITIVE, help="UNet base channels")
     p.add_argument("--dim-mults", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 1,2,4,8")
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (0: never)")
-    p.add_argument("--save-every", type=int, help="checkpoint every N steps")
-    p.add_argument("--eval-every", type=int, help="score SWD/AFD on a small sample every N steps (0: never)")
+    p.add_argument("--grad-accum", type=POSITIVE)
+    p.add_argument("--seed", type=COUNT)
+    p.add_argument("--sample-every", type=COUNT, help="write a sample grid every N steps (0: never)")
+    p.add_argument("--save-every", type=POSITIVE, help="checkpoint every N steps")
+    p.add_argument("--save-minutes", type=positive_float,
+                   help="also checkpoint when this many minutes passed since the last save (default 10)")
+    p.add_argument("--eval-every", type=COUNT, help="score SWD/AFD on a small sample every N steps (0: never)")
     p.add_argument("--bf16", choices=["auto", "on", "off"], help="bf16 autocast (auto: only where it is fast)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -53,24 +128,21 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from animegen.training.config import parse_override, to_dict
-    from animegen.training.presets import preset_config
+    from animegen.runs.config import parse_override, to_dict
+    from animegen.runs.presets import preset_config
 
     overrides = dict(parse_override(s) for s in args.set)
     for flag, key in TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    cfg = preset_config(args.preset, overrides)
     if args.dry_run:
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(to_dict(preset_config(args.preset or "simple", overrides)), indent=2))
         return
     if not args.data:
         raise UserError("train needs --data FOLDER_OR_ARCHIVE (e.g. --data faces/)")
-    if args.resume and args.out is None:
-        raise UserError("--resume needs --out RUN_DIR, the run to continue")
     from animegen.workflows.train import train
 
-    run_dir = train(cfg, args.data, args.out, args.resume, args.cache_dir)
+    run_dir = train(args.data, args.preset, overrides, args.out, args.resume, args.cache_dir)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         print(f"run directory: {run_dir}")
 
@@ -80,34 +152,28 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the model shipped with "
                                         "animegen, trained on a 2-core CPU)")
     p.add_argument("--out", type=Path, default=Path("submission"), help="output folder (default: submission/)")
-    p.add_argument("--num", type=int, default=1000)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default=None,
-                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's preview "
-                        "sampler, e.g. dpmpp for the cpu preset)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps for ddim/dpmpp (default: the model's)")
-    p.add_argument("--eta", type=float, default=None,
-                   help="noise of ddim / dpmpp: 0 deterministic (ODE, the default), 1 DDPM-like (SDE)")
-    p.add_argument("--threshold", choices=["static", "dynamic", "none"], default=None,
-                   help="keep each step's x0 prediction in range: static clamp, or dynamic (Imagen's rescale, less "
-                        "saturated colour from eps-prediction models) (default: the model's)")
+    p.add_argument("--num", type=POSITIVE, default=1000)
+    add_sampler_flags(p)
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation (1 = none, 0.7 = safer faces)")
-    p.add_argument("--spacing", choices=["uniform", "trailing", "quadratic", "logsnr"], default="uniform")
-    p.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k - 1")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the fastest for the model)")
-    p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz")
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--seed", type=COUNT, default=0, help="image k uses seed SEED + k - 1")
+    p.add_argument("--batch-size", type=POSITIVE, help="images per forward pass (default: the fastest for the model)")
+    p.add_argument("--tgz", type=Path, help="also pack the images as the homework's images.tgz (under 2 MB)")
+    p.add_argument("--jpeg-quality", type=in_range(1, 100, int),
+                   help="default: 95, or with --tgz the highest quality whose archive fits in 2,000,000 bytes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--force", action="store_true", help="replace an earlier generation in --out (never other files)")
     p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    from animegen.runs.model import Model
     from animegen.workflows.generate import generate
 
-    out = generate(args.checkpoint, args.out, args.num, args.sampler, args.steps, args.eta, args.seed,
-                   args.batch_size, args.spacing, args.tgz, args.force, args.jpeg_quality, args.device, args.psi,
-                   args.threshold)
-    print(f"wrote {args.num} images to {out}" + (f" and {args.tgz}" if args.tgz else ""))
+    model = Model.load(args.checkpoint, args.device)
+    done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
+                    args.tgz, args.force, args.jpeg_quality)
+    packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
+    print(f"wrote {done.num} images to {done.out}{packed} at JPEG quality {done.jpeg_quality}")
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -119,20 +185,19 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (FID)")
     p.add_argument("--detector", choices=["animeface", "yolo"], default="animeface", help="AFD detector")
     p.add_argument("--detector-weights", help="yolov8x6_animeface.pt (with --detector yolo)")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--workers", type=int, default=0, help="processes for AFD / threads for FID decoding")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=POSITIVE, default=50)
+    p.add_argument("--workers", type=COUNT, default=0, help="processes for AFD / threads for FID decoding")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=COUNT, default=0)
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    import torch
-
+    from animegen.core.device import pick_device
     from animegen.metrics.registry import EvalContext
     from animegen.workflows.evaluate import parse_metrics, run_evaluate
 
-    ctx = EvalContext(images=args.images, real=args.real, device=torch.device(args.device),
+    ctx = EvalContext(images=args.images, real=args.real, device=pick_device(args.device),
                       batch_size=args.batch_size, num_workers=args.workers,
                       inception_weights=args.inception_weights, detector=args.detector,
                       detector_weights=args.detector_weights, seed=args.seed)
@@ -143,7 +208,7 @@ def add_fid_ref(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fid-ref", help="precompute the FID statistics of a real-image folder (cached)")
     p.add_argument("--real", type=Path, required=True)
     p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth")
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=POSITIVE, default=50)
     p.set_defaults(func=cmd_fid_ref)
 
 
@@ -156,22 +221,22 @@ def cmd_fid_ref(args: argparse.Namespace) -> None:
 
 def add_progress(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("progress", help="report Q1: samples across the denoising steps (+ predicted x0)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--num", type=int, default=5)
-    p.add_argument("--frames", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="ddpm")
-    p.add_argument("--steps", type=int, help="for ddim/dpmpp")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
+    p.add_argument("--num", type=POSITIVE, default=5)
+    p.add_argument("--frames", type=at_least(2), default=20)
+    p.add_argument("--seed", type=COUNT, default=0)
+    add_sampler_flags(p, sampler_default="ddpm")
     p.add_argument("--out", type=Path, default=Path("q1.png"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_progress)
 
 
 def cmd_progress(args: argparse.Namespace) -> None:
+    from animegen.runs.model import Model
     from animegen.workflows.progress import progress
 
-    xt, x0 = progress(args.checkpoint, args.out, args.num, args.frames, args.seed, args.sampler, args.steps,
-                      args.device)
+    model = Model.load(args.checkpoint, args.device)
+    xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, sampler_spec(args, model))
     print(f"wrote {xt} and {x0}")
 
 
@@ -182,31 +247,31 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
                    help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
                         "eta=0..1 (ddim, dpmpp), spacing=uniform|trailing|quadratic|logsnr, threshold=static|dynamic, "
-                        "e.g. ddim:50:eta=1")
-    p.add_argument("--num", type=int, default=1000, help="images per sampler (the same seeds for each)")
+                        "e.g. ddim:50:eta=1; what an item leaves out is as for generate --sampler")
+    p.add_argument("--num", type=POSITIVE, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
     p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (FID)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the fastest for the model)")
-    p.add_argument("--workers", type=int, default=0, help="processes for AFD")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--batch-size", type=POSITIVE, help="images per forward pass (default: the fastest for the model)")
+    p.add_argument("--workers", type=COUNT, default=0, help="processes for AFD")
+    p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows (images, wall time) an earlier compare into --out finished; run the rest")
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from animegen.assets import shipped_model
+    from animegen.runs.model import Model
     from animegen.workflows.compare import compare
     from animegen.workflows.evaluate import parse_metrics
 
     metrics = tuple(parse_metrics(args.metrics))
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
-    checkpoint = args.checkpoint or str(shipped_model())
-    compare(checkpoint, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            args.device, {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
+    model = Model.load(args.checkpoint, args.device)
+    compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
+            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
     print((args.out / "report.md").read_text(), end="")
     print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
 
@@ -231,25 +296,27 @@ def add_interpolate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="StyleGAN2: a grid walking between latent points (a row per pair)")
     p.add_argument("--checkpoint", required=True, help="a --preset boss run directory or checkpoint folder")
     p.add_argument("--out", type=Path, default=Path("lerp.png"))
-    p.add_argument("--rows", type=int, default=4)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=POSITIVE, default=4)
+    p.add_argument("--steps", type=at_least(2), default=8)
+    p.add_argument("--seed", type=COUNT, default=0)
     p.add_argument("--psi", type=float, default=1.0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_interpolate)
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
+    from animegen.runs.model import Model
     from animegen.workflows.interpolate import interpolate
 
-    print(f"wrote {interpolate(args.checkpoint, args.out, args.rows, args.steps, args.seed, args.psi, args.device)}")
+    model = Model.load(args.checkpoint, args.device)
+    print(f"wrote {interpolate(model, args.out, args.rows, args.steps, args.seed, args.psi)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="animegen", description="Diffusion models for anime faces.")
+    parser = Parser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train(sub)
     add_generate(sub)
     add_evaluate(sub)
@@ -269,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one of them says why
             print(f"animegen: error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as stop:  # saved; the exit status says it did not finish (130 SIGINT, 143 SIGTERM)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"animegen: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except OSError as err:  # an environment problem (disk full, permissions) met where no helper named it
+        print(f"animegen: error: {describe(err, err.filename or '?')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("animegen: interrupted", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Finding and opening image files: the one place that knows which suffixes count as images."""
+"""Image files: finding and opening them (the one place that knows which suffixes count as images), and writing
+samples as JPEG."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -60,3 +63,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     with Image.open(path) as image:
         image.load()
         return np.asarray(to_rgb(image), dtype=np.uint8)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in [-1, 1] -> uint8 (B, C, H, W), rounding as torchvision's save_image does."""
+    return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+def save_jpeg(image: torch.Tensor, path: Path, quality: int) -> None:
+    """uint8 (3, H, W) -> RGB JPEG, written atomically (a killed run leaves no torn file)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image.permute(1, 2, 0).numpy(), "RGB").save(tmp, format="JPEG", quality=quality)

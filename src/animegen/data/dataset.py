@@ -104,7 +104,7 @@ class BatchSampler:
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,
-                "perm": self._perm.clone()}
+                "perm": self._perm.clone(), "n": self.n}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from animegen.diffusion.parameterization import Denoiser, model_target
+from animegen.diffusion.parameterization import Denoiser, get_objective, model_target
 
 
 class DiffusionLoss:
@@ -18,12 +18,7 @@ class DiffusionLoss:
         if not self.min_snr_gamma:
             return torch.ones_like(alpha_bar_t)
         snr = alpha_bar_t / (1 - alpha_bar_t)
-        clipped = snr.clamp(max=self.min_snr_gamma)
-        if objective == "pred_noise":
-            return clipped / snr
-        if objective == "pred_v":
-            return clipped / (snr + 1)
-        return clipped
+        return snr.clamp(max=self.min_snr_gamma) / get_objective(objective).x0_mse_scale(snr)
 
     def draw(self, denoiser: Denoiser, x0: torch.Tensor, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,10 +8,12 @@ With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps:
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass
+from typing import Callable
 
-OBJECTIVES = ("pred_noise", "pred_x0", "pred_v")
+import torch
+from torch import Tensor, nn
+
 THRESHOLDS = ("static", "dynamic", "none")
 DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 
@@ -20,28 +22,51 @@ def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return a.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
 
-def model_target(objective: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
-    """The regression target for `objective`; alpha_bar_t: (B,)."""
-    if objective == "pred_noise":
-        return eps
-    if objective == "pred_x0":
-        return x0
-    if objective == "pred_v":
-        return _bcast(alpha_bar_t.sqrt(), x0) * eps - _bcast((1 - alpha_bar_t).sqrt(), x0) * x0
-    raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+@dataclass(frozen=True)
+class Objective:
+    """Everything that depends on what the network predicts, in one place.
+
+    With a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar) (broadcast like x): `target` is the regression target,
+    `to_x0_eps` turns a network output back into (x0_pred, eps_pred), and `x0_mse_scale(snr)` is how much larger
+    this objective's MSE is than the x0 MSE at that SNR (for min-SNR weighting)."""
+
+    target: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]                    # (x0, eps, a, s)
+    to_x0_eps: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]  # (out, x_t, a, s)
+    x0_mse_scale: Callable[[Tensor], Tensor]                                       # snr -> factor
 
 
-def to_x0_eps(objective: str, out: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+OBJECTIVES: dict[str, Objective] = {
+    "pred_noise": Objective(target=lambda x0, eps, a, s: eps,
+                            to_x0_eps=lambda out, x_t, a, s: ((x_t - s * out) / a, out),
+                            x0_mse_scale=lambda snr: snr),
+    "pred_x0": Objective(target=lambda x0, eps, a, s: x0,
+                         to_x0_eps=lambda out, x_t, a, s: (out, (x_t - a * out) / s),
+                         x0_mse_scale=torch.ones_like),
+    "pred_v": Objective(target=lambda x0, eps, a, s: a * eps - s * x0,
+                        to_x0_eps=lambda out, x_t, a, s: (a * x_t - s * out, s * x_t + a * out),
+                        x0_mse_scale=lambda snr: snr + 1),
+}
+
+
+def get_objective(name: str) -> Objective:
+    """The Objective called `name` (ValueError naming the choices otherwise)."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
+
+
+def _a_s(alpha_bar_t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    return _bcast(alpha_bar_t.sqrt(), x), _bcast((1 - alpha_bar_t).sqrt(), x)
+
+
+def model_target(name: str, x0: Tensor, eps: Tensor, alpha_bar_t: Tensor) -> Tensor:
+    """The regression target of objective `name`; x0, eps: (B, C, H, W), alpha_bar_t: (B,)."""
+    return get_objective(name).target(x0, eps, *_a_s(alpha_bar_t, x0))
+
+
+def to_x0_eps(name: str, out: Tensor, x_t: Tensor, alpha_bar_t: Tensor) -> tuple[Tensor, Tensor]:
     """Network output -> (x0_pred, eps_pred), both shaped like x_t."""
-    a, s = _bcast(alpha_bar_t.sqrt(), x_t), _bcast((1 - alpha_bar_t).sqrt(), x_t)
-    if objective == "pred_noise":
-        return (x_t - s * out) / a, out
-    if objective == "pred_x0":
-        return out, (x_t - a * out) / s
-    if objective == "pred_v":
-        return a * x_t - s * out, s * x_t + a * out
-    raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    return get_objective(name).to_x0_eps(out, x_t, *_a_s(alpha_bar_t, x_t))
 
 
 def upper_quantile(a: torch.Tensor, q: float) -> torch.Tensor:
@@ -78,33 +103,42 @@ class Denoiser(nn.Module):
 
     forward(x_t: (B, C, H, W), t: (B,) int64 in [0, T)) -> (x0_pred, eps_pred). With a `threshold` other than
     "none", x0_pred is brought into [-1, 1] (`threshold_x0`) and eps re-derived from it, as lucidrains' and DDIM's
-    samplers do.
+    samplers do. `image_shape` (C, H, W) is what it denoises: samplers draw their noise in that shape.
     """
 
-    def __init__(self, net: nn.Module, alpha_bar: torch.Tensor, objective: str = "pred_noise"):
+    def __init__(self, net: nn.Module, alpha_bar: Tensor, objective: str = "pred_noise",
+                 image_shape: tuple[int, int, int] | None = None):
         super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
-        self.net, self.objective = net, objective
+        get_objective(objective)  # refuse an unknown name now, not at the first step
+        if image_shape is None:  # a UNet knows its own; anything else must say it
+            cfg = getattr(net, "cfg", None)
+            if cfg is None:
+                raise ValueError("Denoiser needs image_shape (C, H, W) for a network without a UNetConfig")
+            image_shape = (cfg.channels, cfg.image_size, cfg.image_size)
+        self.net, self.objective, self.image_shape = net, objective, tuple(image_shape)
         self.register_buffer("alpha_bar", alpha_bar.to(torch.float64), persistent=False)
+
+    def with_net(self, net: nn.Module) -> "Denoiser":
+        """The same schedule, objective and shape around another network (the EMA copy, a DDP wrapper)."""
+        return Denoiser(net, self.alpha_bar, self.objective, self.image_shape)
 
     @property
     def timesteps(self) -> int:
         return self.alpha_bar.shape[0]
 
-    def noise_level(self, t: torch.Tensor) -> torch.Tensor:
+    def noise_level(self, t: Tensor) -> Tensor:
         """What the network is told: 1000 t / T, so the embedding covers the same range for any T."""
         return t.float() * (1000.0 / self.timesteps)
 
-    def net_output(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def net_output(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.net(x_t, self.noise_level(t))
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, threshold: str = "none"
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_t: Tensor, t: Tensor, threshold: str = "none") -> tuple[Tensor, Tensor]:
         out = self.net_output(x_t, t).float()
         alpha_bar_t = self.alpha_bar[t].float()
         x0_pred, eps_pred = to_x0_eps(self.objective, out, x_t.float(), alpha_bar_t)
         if threshold != "none":
             x0_pred = threshold_x0(x0_pred, threshold)
-            eps_pred = (x_t - _bcast(alpha_bar_t.sqrt(), x_t) * x0_pred) / _bcast((1 - alpha_bar_t).sqrt(), x_t)
+            a, s = _a_s(alpha_bar_t, x_t)
+            eps_pred = (x_t - a * x0_pred) / s
         return x0_pred, eps_pred

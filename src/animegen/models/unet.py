@@ -83,7 +83,7 @@ class UNet(nn.Module):
         h = self.stem(F.pixel_unshuffle(x, cfg.patch_size))
         hs = []
         blocks = iter(self.down)
-        for level, downsample in enumerate(self.downsample):
+        for downsample in self.downsample:
             for _ in range(cfg.num_res_blocks):
                 h = _run(next(blocks), h, emb)
                 hs.append(h)

@@ -6,7 +6,6 @@ each row records NFE (network evaluations per image), wall time, img/s and the m
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -17,140 +16,71 @@ import torch
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import list_images, read_rgb
-from animegen.diffusion.parameterization import THRESHOLDS
+from animegen.core.outputs import output_dir
 from animegen.metrics.registry import EvalContext
-from animegen.samplers.run import SAMPLERS
-from animegen.samplers.timesteps import SPACINGS
-from animegen.training.factory import config_from_checkpoint
-from animegen.training.checkpoint import resolve_checkpoint
+from animegen.runs.model import Model
+from animegen.samplers.spec import SamplerSpec, parse_spec
 from animegen.viz.compare import plot_metrics_vs_nfe, row_label, save_side_by_side
 from animegen.workflows.evaluate import evaluate
 from animegen.workflows.generate import generate
 
 log = logging.getLogger(__name__)
-HIGHER_IS_BETTER = {"afd"}
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplerSpec:
-    sampler: str
-    steps: int
-    eta: float = 0.0
-    spacing: str = "uniform"
-    threshold: str | None = None  # None: the model's own (its config's sample.threshold)
-
-    def _options(self, eta_sep: str) -> list[str]:
-        return ([f"eta{eta_sep}{self.eta:g}"] if self.eta else []) + (
-            [self.spacing] if self.spacing != "uniform" else []) + ([self.threshold] if self.threshold else [])
-
-    @property
-    def variant(self) -> str:
-        """The sampler and its non-default options, e.g. 'ddim eta=1': one line in the NFE plot."""
-        return " ".join([self.sampler, *self._options("=")])
-
-    @property
-    def name(self) -> str:
-        """Folder name of its samples, e.g. 'ddim-50' or 'ddim-50-eta1-trailing'."""
-        return "-".join([self.sampler, str(self.steps), *self._options("")])
-
-
-def parse_samplers(text: str, timesteps: int) -> list[SamplerSpec]:
-    """'ddpm:1000,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> specs.
-
-    ddpm always runs all T steps, so its count must be T (or omitted); options after the steps are eta (0..1: the
-    noise of DDIM, or of DPM-Solver++ as an SDE solver), spacing (which timesteps a few-step sampler visits) and
-    threshold (how x0 predictions are kept in range; default: the model's)."""
+def parse_samplers(text: str, model: SamplerSpec, timesteps: int) -> list[SamplerSpec]:
+    """'ddpm,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> resolved specs (what an item leaves out: `choose`)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise UserError("--samplers is empty; e.g. ddpm,ddim:50,dpmpp:20")
     specs = []
-    for item in (s.strip() for s in text.split(",") if s.strip()):
-        sampler, _, rest = item.partition(":")
-        steps, *options = rest.split(":") if rest else [""]
-        if sampler not in SAMPLERS:
-            raise UserError(f"--samplers {item}: unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    for item in items:
         try:
-            n = int(steps) if steps else (timesteps if sampler == "ddpm" else 50)
-        except ValueError:
-            raise UserError(f"--samplers {item}: steps must be a whole number, e.g. ddim:50") from None
-        if sampler == "ddpm" and n != timesteps:
-            raise UserError(f"--samplers {item}: DDPM runs all T = {timesteps} steps of this model; "
-                            f"write ddpm:{timesteps}")
-        if not 1 <= n <= timesteps:
-            raise UserError(f"--samplers {item}: steps must be between 1 and T = {timesteps}")
-        specs.append(SamplerSpec(sampler, n, **_parse_options(item, sampler, options)))
-    if not specs:
-        raise UserError("--samplers is empty; e.g. ddpm:1000,ddim:50,dpmpp:20")
+            specs.append(parse_spec(item, model).resolve(timesteps))
+        except UserError as err:
+            raise UserError(f"--samplers {item}: {err}") from None
     return specs
 
 
-def _parse_options(item: str, sampler: str, options: list[str]) -> dict:
-    """['eta=1', 'spacing=trailing'] -> {'eta': 1.0, 'spacing': 'trailing'}, refusing what the sampler ignores."""
-    parsed: dict = {}
-    for option in options:
-        key, _, value = option.partition("=")
-        if key == "eta" and sampler in ("ddim", "dpmpp"):
-            try:
-                parsed["eta"] = float(value)
-            except ValueError:
-                parsed["eta"] = None
-            if parsed["eta"] is None or not 0.0 <= parsed["eta"] <= 1.0:
-                raise UserError(f"--samplers {item}: eta must be a number from 0 to 1, e.g. ddim:50:eta=0.5")
-        elif key == "spacing" and sampler != "ddpm":
-            if value not in SPACINGS:
-                raise UserError(f"--samplers {item}: unknown spacing {value!r}; choose from {', '.join(SPACINGS)}")
-            parsed["spacing"] = value
-        elif key == "threshold":
-            if value not in THRESHOLDS:
-                raise UserError(f"--samplers {item}: unknown threshold {value!r}; choose from {', '.join(THRESHOLDS)}")
-            parsed["threshold"] = value
-        else:
-            allowed = "threshold=" if sampler == "ddpm" else "eta=, spacing=, threshold="
-            raise UserError(f"--samplers {item}: unknown option {option!r} for {sampler} (options: {allowed})")
-    return parsed
-
-
-def compare(checkpoint: str, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
-            batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"), device: str = "cpu",
+def compare(model: Model, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
+            batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"),
             ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
-    """Generate `num` images per sampler into out/samples/<name>/, score them, write the report.
+    """Generate `num` images per sampler into out/samples/<label>/, score them, write the report.
 
     With `resume`, a sampler whose row is already in out/report.json (same checkpoint, num and seed) and whose
     images are all there keeps its images and wall time; only metrics that row lacks are computed."""
-    cfg = config_from_checkpoint(resolve_checkpoint(checkpoint))
-    specs = parse_samplers(samplers, cfg.diffusion.timesteps)
+    if model.kind != "diffusion":
+        raise UserError(f"{model.checkpoint}: a StyleGAN2 checkpoint; compare runs diffusion samplers, a GAN has none")
+    specs = parse_samplers(samplers, model.spec, model.net.timesteps)
+    output_dir(out)
+    checkpoint = str(model.checkpoint)
     earlier = earlier_rows(out, checkpoint, num, seed) if resume else {}
     rows = []
     for spec in specs:
-        folder = out / "samples" / spec.name
-        row = earlier.get(spec.name)
-        if row is None or len(list_images(folder)) != num:
-            log.info("%s: %d images", spec.name, num)
-            seconds = _timed_generate(checkpoint, folder, num, spec, seed, batch_size, device)
-            row = {"sampler": spec.sampler, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
-                   "threshold": spec.threshold or cfg.sample.threshold, "variant": spec.variant, "name": spec.name,
-                   "nfe": spec.steps, "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
+        folder = out / "samples" / spec.label
+        row = earlier.get(spec.label)
+        if row is None or not folder.is_dir() or len(list_images(folder)) != num:
+            log.info("%s: %d images", spec.label, num)
+            start = time.perf_counter()  # model loading is paid once, before the first row
+            generate(model, folder, num, seed, spec, batch_size, force=True)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            row = {"sampler": spec.name, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
+                   "threshold": spec.threshold, "variant": spec.variant, "name": spec.label, "nfe": spec.nfe,
+                   "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
         else:
-            log.info("%s: keeping the %d images and wall time of the earlier report", spec.name, num)
+            log.info("%s: keeping the %d images and wall time of the earlier report", spec.label, num)
         missing = [m for m in metrics if m not in row]
         if missing:
-            ctx = EvalContext(images=folder, real=real, device=torch.device(device), **(ctx_kwargs or {}))
+            ctx = EvalContext(images=folder, real=real, device=model.device, **(ctx_kwargs or {}))
             row.update({k: v for k, v in evaluate(ctx, missing).items() if not k.endswith("_seconds")})
         rows.append(row)
         # a killed compare keeps finished rows, and the earlier rows it has not reached yet
-        pending = [earlier[s.name] for s in specs[len(rows):] if s.name in earlier]
-        write_report(rows + pending, out, checkpoint, num, seed, device, metrics)
-    save_side_by_side([_first_images(out / "samples" / s.name, 8) for s in specs], [s.name for s in specs],
+        pending = [earlier[s.label] for s in specs[len(rows):] if s.label in earlier]
+        write_report(rows + pending, out, checkpoint, num, seed, str(model.device), metrics)
+    save_side_by_side([_first_images(out / "samples" / s.label, 8) for s in specs], [s.label for s in specs],
                       out / "samplers.png")
     return rows
-
-
-def _timed_generate(checkpoint: str, folder: Path, num: int, spec: SamplerSpec, seed: int, batch_size: int | None,
-                    device: str) -> float:
-    """Seconds to write `num` images with `spec`, model loading and JPEG encoding included."""
-    start = time.perf_counter()
-    generate(checkpoint, folder, num, spec.sampler, spec.steps, eta=spec.eta, seed=seed, batch_size=batch_size,
-             spacing=spec.spacing, force=True, device=device, threshold=spec.threshold)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def earlier_rows(out: Path, checkpoint: str, num: int, seed: int) -> dict[str, dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import animegen.metrics.fid  # noqa: F401
 import animegen.metrics.swd  # noqa: F401
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
+from animegen.core.outputs import output_file, writing
 from animegen.metrics.fid import compute_reference_stats, resolve_weights
 from animegen.metrics.registry import METRICS, EvalContext
 
@@ -65,11 +65,15 @@ def format_table(results: dict[str, float]) -> str:
 
 
 def run_evaluate(ctx: EvalContext, metrics: list[str], json_out: Path | None = None) -> dict[str, float]:
+    """`animegen evaluate`: the table on screen, and the same numbers as JSON (the path checked first)."""
+    if json_out is not None:
+        output_file(json_out)
     results = evaluate(ctx, metrics)
     print(format_table(results))
     if json_out is not None:
         ctx_dict = {k: str(v) for k, v in dataclasses.asdict(ctx).items()}
-        write_json(json_out, {"metrics": results, "context": ctx_dict})
+        with writing(json_out):
+            write_json(json_out, {"metrics": results, "context": ctx_dict})
     return results
 
 
@@ -78,5 +82,3 @@ def fid_reference(real: Path, weights: str | None, batch_size: int = 50, cache_d
     stats = compute_reference_stats(real, weights, batch_size=batch_size, cache_dir=cache_dir)
     return stats.path
 
-
-__all__ = ["evaluate", "run_evaluate", "fid_reference", "fid_available", "parse_metrics", "json"]

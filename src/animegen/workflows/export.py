@@ -8,7 +8,8 @@ from safetensors.torch import load_file, save_file
 
 from animegen.core.atomic import atomic_path, write_json
 from animegen.core.errors import UserError
-from animegen.training.checkpoint import read_config, resolve_checkpoint
+from animegen.core.outputs import output_dir, writing
+from animegen.runs.checkpoint import read_config, resolve_checkpoint
 
 
 def export_model(checkpoint: str, out: Path, half: bool = True) -> Path:
@@ -16,16 +17,16 @@ def export_model(checkpoint: str, out: Path, half: bool = True) -> Path:
 
     fp16 halves the size; weights are cast back to fp32 on load, so sampling runs in fp32 as trained."""
     ckpt = resolve_checkpoint(checkpoint)
-    if out.exists() and any(out.iterdir()):
+    config = read_config(ckpt)
+    if out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: folder is not empty; choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out)
     tensors = load_file(ckpt / "ema.safetensors")
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    config = read_config(ckpt)
-    with atomic_path(out / "ema.safetensors") as tmp:
-        save_file(tensors, tmp, metadata={"format": str(config.get("format")), "step": str(config.get("step")),
-                                          "dtype": "float16" if half else "float32"})
-    write_json(out / "config.json", config)
+    with writing(out):
+        with atomic_path(out / "ema.safetensors") as tmp:
+            save_file(tensors, tmp, metadata={"format": str(config.get("format")), "step": str(config.get("step")),
+                                              "dtype": "float16" if half else "float32"})
+        write_json(out / "config.json", config)
     return out
-

@@ -1,112 +1,168 @@
-"""`animegen generate`: N faces as 1.jpg..N.jpg (and optionally the homework's images.tgz)."""
+"""`animegen generate`: N faces as 1.jpg..N.jpg (and optionally the homework's images.tgz).
+
+The images are written into a temporary folder beside --out and swapped in when all are done, so a failed or
+killed run never loses the previous images; --force replaces only a folder an earlier `generate` wrote (it
+carries a small manifest), never files animegen did not write.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
-import re
+import os
+import shutil
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from animegen.assets import shipped_model
-from animegen.core.atomic import atomic_path
+from animegen.core.atomic import atomic_path, fsync_dir
 from animegen.core.errors import UserError
-from animegen.models.unet import UNetConfig
-from animegen.samplers.run import sample_images
-from animegen.training.factory import checkpoint_kind, load_denoiser, load_generator
-from animegen.training.gan_loop import gan_images
+from animegen.core.outputs import output_dir, output_file, writing
+from animegen.runs.model import Model
+from animegen.samplers.spec import SamplerSpec
 
 log = logging.getLogger(__name__)
-HOMEWORK_TGZ_LIMIT = 2 * 1024 * 1024
-# activations of the first UNet level per sampling batch (batch x dim x (H/patch)^2) that run fastest on a CPU:
-# larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
-BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
-LARGE_BATCH = 250  # on a GPU, and for StyleGAN2 (whose grouped convolutions want big batches on a CPU too)
+MANIFEST = ".animegen-generate.json"
+HOMEWORK_TGZ_LIMIT = 2_000_000  # bytes: the homework's upload limit ("under 2 MB"), read the strict way
+DEFAULT_QUALITY = 95
 
 
-def default_batch_size(model_cfg: UNetConfig) -> int:
-    """Sampling batch for a UNet config: a power of two in [16, 256] that keeps the first level in cache."""
-    pixels = (model_cfg.image_size // model_cfg.patch_size) ** 2
-    fit = max(1, BATCH_ACTIVATIONS // (model_cfg.dim * pixels))
-    return min(256, max(16, 1 << (fit.bit_length() - 1)))
+@dataclass(frozen=True)
+class Generated:
+    """What `generate` wrote: the folder, the archive (if any) and its size, and the JPEG quality used."""
+
+    out: Path
+    num: int
+    jpeg_quality: int
+    tgz: Path | None = None
+    tgz_bytes: int | None = None
 
 
-def prepare_out(out: Path, force: bool) -> None:
-    """Refuse a non-empty folder unless `force`; with `force`, remove only earlier numbered images."""
+def check_out(out: Path, force: bool) -> None:
+    """Refuse a non-empty --out unless --force, and with --force anything but an earlier generation."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
-    existing = [p for p in out.iterdir()] if out.exists() else []
-    if existing and not force:
-        raise UserError(f"{out}: folder is not empty ({len(existing)} entries); use --force to overwrite its images")
-    for p in existing:
-        if re.fullmatch(r"\d+\.jpg", p.name):
-            p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not existing:
+        return
+    if not force:
+        raise UserError(f"{out}: folder is not empty ({len(existing)} entries); use --force to replace an earlier "
+                        f"generation, or choose another --out")
+    try:
+        ours = set(json.loads((out / MANIFEST).read_text())["files"]) | {MANIFEST}
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    foreign = [name for name in existing if name not in ours]
+    if foreign:
+        raise UserError(f"{out}: holds {len(foreign)} file(s) animegen did not write (e.g. {foreign[0]}); "
+                        f"--force only replaces an earlier generation — choose another --out")
 
 
-def generate(checkpoint: str | None, out: Path, num: int = 1000, sampler: str | None = None,
-             steps: int | None = None, eta: float | None = None, seed: int = 0, batch_size: int | None = None,
-             spacing: str = "uniform", tgz: Path | None = None, force: bool = False, jpeg_quality: int = 95,
-             device: str = "cpu", psi: float = 1.0, threshold: str | None = None) -> Path:
-    """Write images 1..num from the EMA weights; image k uses seed `seed + k - 1` alone.
+def encode_jpeg(image: torch.Tensor, quality: int) -> bytes:
+    """uint8 (3, H, W) -> the bytes of an RGB JPEG."""
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy(), "RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
-    checkpoint None = the model shipped with animegen; sampler None = the sampler, steps and eta the model was
-    trained to preview with (its config's `sample` section); threshold None = the model's (`sample.threshold`);
-    batch_size None = the fastest for the model (`default_batch_size` on a CPU). A StyleGAN2 checkpoint ignores
-    the sampler options and uses `psi` (truncation)."""
-    if num < 1:
-        raise UserError(f"--num must be at least 1, got {num}")
-    if eta is not None and not 0.0 <= eta <= 1.0:
-        raise UserError(f"--eta must be from 0 (deterministic) to 1 (DDPM-like noise), got {eta}")
-    source = checkpoint if checkpoint is not None else shipped_model()
-    seeds = list(range(seed, seed + num))
-    if checkpoint_kind(source) == "stylegan2":
-        G, _cfg, ckpt = load_generator(source, device)
-        label, batch_size = f"stylegan2, psi {psi}", batch_size or LARGE_BATCH
-        batches = (gan_images(G, seeds[i : i + batch_size], psi, device) for i in range(0, num, batch_size))
-    else:
-        denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        if sampler is None:
-            sampler, steps = cfg.sample.sampler, steps or cfg.sample.steps
-            eta = cfg.sample.eta if eta is None else eta
-        eta, threshold = eta or 0.0, threshold or cfg.sample.threshold
-        on_cpu = not str(device).startswith("cuda")
-        label, batch_size = sampler, batch_size or (default_batch_size(cfg.model) if on_cpu else LARGE_BATCH)
-        shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
-        batches = sample_images(denoiser, seeds, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
-                                spacing=spacing, threshold=threshold, image_shape=shape, device=device)
-    prepare_out(out, force)  # only after the model loaded: a bad checkpoint never touches --out
-    log.info("sampling %d images from %s with %s", num, ckpt, label)
-    index = 1
-    with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
-        for batch in batches:
-            bar.update(len(batch))
-            for image in batch.cpu():
-                save_jpeg(image, out / f"{index}.jpg", jpeg_quality)
-                index += 1
+
+def tgz_bytes(files: list[bytes]) -> bytes:
+    """The homework's images.tgz in memory: 1.jpg..N.jpg at the archive root, deterministic metadata."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=9) as archive:
+        for k, data in enumerate(files, start=1):
+            info = tarfile.TarInfo(f"{k}.jpg")
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def fit_quality(images: list[torch.Tensor], limit: int = HOMEWORK_TGZ_LIMIT) -> tuple[int, list[bytes], bytes]:
+    """The highest JPEG quality (1..95) whose images.tgz fits in `limit` bytes: (quality, files, archive)."""
+    best = None
+    lo, hi = 1, DEFAULT_QUALITY
+    while lo <= hi:  # archive size grows with quality: binary search for the last quality that fits
+        q = (lo + hi) // 2
+        files = [encode_jpeg(im, q) for im in images]
+        archive = tgz_bytes(files)
+        if len(archive) <= limit:
+            best, lo = (q, files, archive), q + 1
+        else:
+            hi = q - 1
+    if best is None:
+        raise UserError(f"{len(images)} images do not fit in {limit} bytes even at JPEG quality 1; hand in fewer")
+    return best
+
+
+def generate(model: Model, out: Path, num: int = 1000, seed: int = 0, spec: SamplerSpec | None = None,
+             batch_size: int | None = None, psi: float = 1.0, tgz: Path | None = None, force: bool = False,
+             jpeg_quality: int | None = None) -> Generated:
+    """Write images 1..num; image k uses seed `seed + k - 1` alone. spec None = the model's own sampler.
+
+    jpeg_quality None: 95, or with `tgz` the highest quality whose archive fits the homework's 2 MB."""
+    out = Path(out)
+    check_out(out, force)
     if tgz is not None:
-        pack_tgz(out, num, tgz)
-    return out
+        output_file(tgz)
+    output_dir(out.parent if str(out.parent) else Path("."))
+    label = "stylegan2" if model.kind == "stylegan2" else (spec or model.spec).resolve(model.net.timesteps).label
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    with writing(tmp):  # made before sampling: an unwritable place is refused before minutes of work
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    try:
+        log.info("sampling %d images from %s with %s", num, model.checkpoint, label)
+        images: list[torch.Tensor] = []
+        with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
+            for batch in model.images(range(seed, seed + num), spec, batch_size, psi):
+                images.extend(batch.cpu())
+                bar.update(len(batch))
+        quality, files, archive = _encode(images, tgz, jpeg_quality)
+        _write_folder(out, tmp, files, {"num": num, "seed": seed, "sampler": label, "jpeg_quality": quality,
+                                        "checkpoint": str(model.checkpoint)})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the swap; after a failure, the half-written images
+    if archive is None:
+        return Generated(out, num, quality)
+    with writing(tgz), atomic_path(tgz) as tmp_tgz:
+        tmp_tgz.write_bytes(archive)
+    if len(archive) > HOMEWORK_TGZ_LIMIT:
+        log.warning("%s is %d bytes, over the homework's %d; leave out --jpeg-quality to fit it", tgz,
+                    len(archive), HOMEWORK_TGZ_LIMIT)
+    return Generated(out, num, quality, tgz, len(archive))
 
 
-def save_jpeg(image: torch.Tensor, path: Path, quality: int) -> None:
-    """uint8 (3, H, W) -> RGB JPEG, written atomically (a killed run leaves no torn file)."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(image.permute(1, 2, 0).numpy(), "RGB").save(tmp, format="JPEG", quality=quality)
+def _encode(images: list[torch.Tensor], tgz: Path | None, jpeg_quality: int | None
+            ) -> tuple[int, list[bytes], bytes | None]:
+    """(quality, JPEG files, images.tgz or None): the archive holds exactly the bytes written to the folder."""
+    if tgz is not None and jpeg_quality is None:
+        quality, files, archive = fit_quality(images)
+        log.info("JPEG quality %d: the highest whose %s fits in %d bytes", quality, tgz.name, HOMEWORK_TGZ_LIMIT)
+        return quality, files, archive
+    quality = DEFAULT_QUALITY if jpeg_quality is None else jpeg_quality
+    files = [encode_jpeg(im, quality) for im in images]
+    return quality, files, tgz_bytes(files) if tgz is not None else None
 
 
-def pack_tgz(folder: Path, num: int, tgz: Path) -> None:
-    """The homework's images.tgz: 1.jpg..num.jpg at the archive root (no folder), deterministic metadata."""
-    with atomic_path(tgz) as tmp:
-        with tarfile.open(tmp, "w:gz") as archive:
-            for k in range(1, num + 1):
-                info = archive.gettarinfo(str(folder / f"{k}.jpg"), arcname=f"{k}.jpg")
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                with open(folder / f"{k}.jpg", "rb") as handle:
-                    archive.addfile(info, handle)
-    size = tgz.stat().st_size
-    if size > HOMEWORK_TGZ_LIMIT:
-        log.warning("%s is %.2f MB, over the homework's 2 MB upload limit; try --jpeg-quality 75", tgz, size / 2**20)
+def _write_folder(out: Path, tmp: Path, files: list[bytes], meta: dict) -> None:
+    """Write 1.jpg..N.jpg and the manifest into `tmp` (a new folder beside `out`), then swap it in."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    names = [f"{k}.jpg" for k in range(1, len(files) + 1)]
+    with writing(tmp):
+        for name, data in zip(names, files):
+            with open(tmp / name, "wb") as handle:
+                handle.write(data)
+        (tmp / MANIFEST).write_text(json.dumps({**meta, "files": names}, indent=1) + "\n")
+        for name in (*names, MANIFEST):
+            with open(tmp / name, "rb") as handle:
+                os.fsync(handle.fileno())
+    with writing(out):
+        if out.exists():  # the earlier generation moves aside first, and goes only once the new one is in
+            os.replace(out, old)
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+        shutil.rmtree(old, ignore_errors=True)

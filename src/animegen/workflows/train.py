@@ -1,4 +1,9 @@
-"""`animegen train`: make (or reopen) a run directory, load the cached data set, train."""
+"""`animegen train`: make (or reopen) a run directory, load the cached data set, train (diffusion or StyleGAN2).
+
+On --resume the run's own config.json is the recipe: only the settings in RESUME_OVERRIDES (how long, how often
+to save / log / sample / score, where) may be changed on the command line; any other override is refused in one
+line, since it would silently not be the run that was saved.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,29 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
+from animegen.core.imagefiles import save_jpeg
+from animegen.core.lock import LOCK_NAME, RunLock
+from animegen.core.outputs import output_dir, writing
 from animegen.data.dataset import load_images
-from animegen.samplers.run import sample_images
-from animegen.training.checkpoint import resolve_checkpoint
-from animegen.training.config import TrainConfig, from_dict, to_dict
+from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.runs.config import TrainConfig, to_dict, with_overrides
+from animegen.runs.gan_config import GANTrainConfig
+from animegen.runs.load import config_from_json
+from animegen.runs.presets import preset_config
+from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.distributed import init_distributed, main_first, shutdown
-from animegen.training.gan_config import GANTrainConfig
-from animegen.training.gan_loop import GANTrainer
-from animegen.training.loop import Trainer
-from animegen.workflows.generate import save_jpeg
+from animegen.training.gan_trainer import GANTrainer
 
 log = logging.getLogger(__name__)
+RESUME_OVERRIDES = ("steps", "max_minutes", "save_every", "save_minutes", "keep_checkpoints", "log_every", "eval_every", "eval_num",
+                    "sample.every", "device")
+EVAL_BATCH = 64
 
 
 def next_run_dir(root: Path, preset: str) -> Path:
@@ -32,30 +44,69 @@ def next_run_dir(root: Path, preset: str) -> Path:
     return root / f"{max(numbers, default=-1) + 1:05d}-{preset}"
 
 
-def prepare_run(cfg: TrainConfig, out: Path | None, resume: bool) -> tuple[TrainConfig, Path, Path | None]:
-    """Decide the run directory; on --resume the run's own config wins over the command line's preset."""
-    run_dir = out or next_run_dir(Path("runs"), cfg.preset)
-    has_ckpt = (run_dir / "latest").exists() or any((run_dir / "checkpoints").glob("step-*"))
-    if resume:
-        if not has_ckpt:
-            raise UserError(f"{run_dir}: nothing to resume (no checkpoint); drop --resume to start a new run")
-        ckpt = resolve_checkpoint(run_dir)
-        saved = json.loads((run_dir / "config.json").read_text())
-        cls = GANTrainConfig if saved.get("kind") == "stylegan2" else TrainConfig
-        saved_cfg = from_dict(cls, saved)
-        # a resumed run may be extended (more steps, more minutes) but keeps its architecture and recipe
-        cfg = from_dict(cls, {**to_dict(saved_cfg), "steps": cfg.steps, "max_minutes": cfg.max_minutes})
-        return cfg, run_dir, ckpt
-    if has_ckpt:
-        raise UserError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", to_dict(cfg))
-    return cfg, run_dir, None
+def read_run_config(run_dir: Path) -> TrainConfig | GANTrainConfig:
+    """The run's config.json (the one reader for runs, fresh or resumed)."""
+    file = run_dir / "config.json"
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{file}: unreadable ({err}); restore it from a checkpoint's config.json") from None
+    return config_from_json(data, file)
 
 
-def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
-    """`--eval-every`: score cfg.eval_num EMA samples against as many real training images (SWD, AFD; FID
-    too when its weights are on this machine). Real images come from the decoded cache, so archives work."""
+def resume_config(run_dir: Path, preset: str | None, overrides: dict[str, Any]) -> TrainConfig | GANTrainConfig:
+    """The saved config with the overrides a resume allows; anything else given is refused."""
+    saved = read_run_config(run_dir)
+    if preset is not None and preset != saved.preset:
+        raise UserError(f"{run_dir} is a {saved.preset!r} run; drop --preset {preset} to resume it")
+    # the same value as saved is fine (one launch command serves the first start and every resume)
+    changed = sorted(k for k in overrides if k not in RESUME_OVERRIDES and with_overrides(saved, {k: overrides[k]})
+                     != saved)
+    if changed:
+        raise UserError(f"--resume keeps the run's recipe; {', '.join(changed)} cannot change (only "
+                        f"{', '.join(RESUME_OVERRIDES)} can) — start a new --out to change it")
+    return with_overrides(saved, overrides)
+
+
+def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool
+                ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, RunLock]:
+    """Decide and lock the run directory, and its config; on --resume the run's own config wins (see
+    RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything."""
+    if resume and out is None:
+        raise UserError("--resume needs --out RUN_DIR, the run to continue")
+    run_dir = out or next_run_dir(Path("runs"), preset or "simple")
+    created = not run_dir.exists()
+    lock = RunLock(output_dir(run_dir))
+    try:
+        has_ckpt = (run_dir / "latest").exists() or any((run_dir / "checkpoints").glob("step-*"))
+        if resume and has_ckpt:
+            return resume_config(run_dir, preset, overrides), run_dir, resolve_checkpoint(run_dir), lock
+        if has_ckpt:
+            raise UserError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+        if resume:  # a preemptible job relaunches one command until done: its first launch starts the run
+            log.warning("%s: nothing saved yet; starting it from step 0", run_dir)
+            if (run_dir / "config.json").is_file():
+                return resume_config(run_dir, preset, overrides), run_dir, None, lock
+        # config.json is written once the data has loaded: a bad --data leaves nothing behind
+        return preset_config(preset or "simple", overrides), run_dir, None, lock
+    except BaseException:
+        drop_empty_run(run_dir, lock, created)
+        raise
+
+
+def drop_empty_run(run_dir: Path, lock: RunLock, created: bool) -> None:
+    """Release the lock; a run folder this command created and left empty (bad preset, bad --data) goes too."""
+    lock.release()
+    if created and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def make_evaluator(cfg: TrainConfig | GANTrainConfig, images: torch.Tensor, run_dir: Path
+                   ) -> Callable[[Callable[[list[int]], torch.Tensor], int], dict]:
+    """`--eval-every`: score cfg.eval_num samples of the EMA model against as many real training images (SWD,
+    AFD; FID too when its weights are on this machine). Real images come from the decoded cache, so archives
+    work; the model's images come from the trainer's `preview` (its own sampler, or the GAN's psi)."""
     from animegen.metrics.registry import EvalContext
     from animegen.workflows.evaluate import evaluate, fid_available
 
@@ -65,16 +116,14 @@ def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
         for k, i in enumerate(pick.tolist(), start=1):
             save_jpeg(images[i], real_dir / f"{k}.jpg", quality=95)
     metrics = ["swd", "afd"] + (["fid"] if fid_available(None) else [])
-    shape = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
 
-    def evaluator(denoiser, step: int) -> dict:
+    def evaluator(preview: Callable[[list[int]], torch.Tensor], step: int) -> dict:
         fake_dir = Path(tempfile.mkdtemp(prefix=f"eval-{step}-", dir=run_dir / "eval"))
         try:
             seeds = list(range(10_000, 10_000 + cfg.eval_num))
             index = 1
-            for batch in sample_images(denoiser, seeds, batch_size=64, sampler="ddim", steps=cfg.sample.steps,
-                                       image_shape=shape, device=next(denoiser.parameters()).device):
-                for image in batch.cpu():
+            for start in range(0, len(seeds), EVAL_BATCH):
+                for image in preview(seeds[start : start + EVAL_BATCH]).cpu():
                     save_jpeg(image, fake_dir / f"{index}.jpg", quality=95)
                     index += 1
             return evaluate(EvalContext(images=fake_dir, real=real_dir, seed=cfg.seed), metrics)
@@ -87,25 +136,39 @@ def make_evaluator(cfg: TrainConfig, images: torch.Tensor, run_dir: Path):
     return evaluator
 
 
-def train(cfg: TrainConfig | GANTrainConfig, data: str, out: Path | None = None, resume: bool = False,
-          cache_dir: Path | None = None) -> Path:
-    """Train a diffusion model on the images at `data`; returns the run directory.
+def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None = None, out: Path | None = None,
+          resume: bool = False, cache_dir: Path | None = None) -> Path:
+    """Train on the images at `data` with `preset` plus dotted `overrides`; returns the run directory.
 
     Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
-    env, device = init_distributed(cfg.device)
+    overrides = overrides or {}
+    env, device = init_distributed(overrides.get("device", "auto"))
+    locks: list[RunLock] = []
     try:
         if not env.is_main:
             logging.getLogger("animegen").setLevel(logging.WARNING)
-        cfg, run_dir, ckpt = main_first(env, lambda: prepare_run(cfg, out, resume), share=True)
-        images = main_first(env, lambda: load_images(data, cfg.model.image_size, cache_dir, progress=env.is_main))
+        def prepare():  # rank 0 decides the run and holds its lock until the end (the kernel drops it on a kill)
+            cfg, run_dir, ckpt, lock = prepare_run(preset, overrides, out, resume)
+            locks.append(lock)
+            return cfg, run_dir, ckpt
+
+        cfg, run_dir, ckpt = main_first(env, prepare, share=True)
+        size = cfg.model.image_size
+        try:
+            images = main_first(env, lambda: load_images(data, size, cache_dir, progress=env.is_main))
+        except UserError:
+            for lock in locks:  # a fresh run whose data failed leaves no folder behind
+                drop_empty_run(run_dir, lock, created=ckpt is None and not (run_dir / "config.json").exists())
+            raise
+        if ckpt is None and env.is_main:
+            with writing(run_dir):
+                write_json(run_dir / "config.json", to_dict(cfg))
         log.info("%d training images from %s; run directory %s%s", len(images), data, run_dir,
                  f"; {env.world_size} processes" if env.enabled else "")
-        if isinstance(cfg, GANTrainConfig):
-            trainer = GANTrainer(cfg, run_dir, images, env=env, device=device)
-        else:
-            evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
-            trainer = Trainer(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
+        evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
+        trainer_cls = GANTrainer if isinstance(cfg, GANTrainConfig) else DiffusionTrainer
+        trainer = trainer_cls(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
         if ckpt is not None:
             trainer.resume(ckpt)
             log.info("resumed %s at step %d", ckpt, trainer.step)
@@ -113,5 +176,7 @@ def train(cfg: TrainConfig | GANTrainConfig, data: str, out: Path | None = None,
         log.info("training on %s in %s", trainer.device, "bf16 autocast" if getattr(trainer, "bf16", False) else "fp32")
         trainer.run()
     finally:
+        for lock in locks:
+            lock.release()
         shutdown()
     return run_dir

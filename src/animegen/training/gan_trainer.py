@@ -1,5 +1,5 @@
 """The StyleGAN2 training loop: D step (+ lazy R1), G step (+ lazy path length), G EMA by half-life; the same run
-directory, checkpoints, grids, log and exact resume as the diffusion trainer (the outer loop is `TrainingLoop`).
+directory, checkpoints, grids, log and exact resume as the diffusion trainer (setup, save, resume and the outer loop are the shared `Trainer`).
 
 Under torchrun each rank takes its share of the global batch and gradients are averaged over ranks after every
 backward (not DDP: the regularisers need double backward), so the replicas stay identical; rank 0 writes."""
@@ -14,41 +14,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from animegen.core.device import pick_device
 from animegen.core.errors import UserError
-from animegen.core.rng import StackedRandomGenerator
-from animegen.data.augment import augment
-from animegen.data.dataset import BatchSampler
 from animegen.models.stylegan2 import Discriminator, Generator
-from animegen.samplers.run import to_uint8
-from animegen.training.checkpoint import load_state, load_weights, save_checkpoint
-from animegen.training.config import to_dict
+from animegen.runs.gan_config import GANTrainConfig
+from animegen.samplers.gan import gan_images
 from animegen.training.distributed import DistEnv, average_gradients, mean_and_any
-from animegen.training.gan_config import GANTrainConfig
 from animegen.training.gan_loss import StyleGAN2Loss
-from animegen.training.runner import TrainingLoop
-from animegen.viz.grid import save_grid
+from animegen.training.trainer import Evaluator, Trainer
 
 log = logging.getLogger(__name__)
 
 
-def gan_images(G: Generator, seeds: list[int], psi: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (len(seeds), 3, S, S): image k from z drawn with seed k alone, constant noise (reproducible)."""
-    z = StackedRandomGenerator(seeds, device).randn((len(seeds), G.cfg.z_dim))
-    with torch.inference_mode():
-        return to_uint8(G(z, psi=psi, noise="const"))
-
-
-class GANTrainer(TrainingLoop):
+class GANTrainer(Trainer):
     """One StyleGAN2 run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
     def __init__(self, cfg: GANTrainConfig, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
-                 evaluator=None, device: str | None = None):
-        self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
-        self.env = env or DistEnv()
-        self.rank, self.evaluator = self.env.rank, None  # GAN scores: `animegen evaluate` on generated folders
-        self.device = pick_device(device or cfg.device)
-        torch.manual_seed(cfg.seed)  # every rank builds the same initial weights
+                 evaluator: Evaluator | None = None, device: str | None = None):
+        super().__init__(cfg, run_dir, images, env, evaluator, device)
         self.G, self.D = Generator(cfg.model).to(self.device), Discriminator(cfg.model).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         if self.env.enabled:  # then each rank its own per-layer noise (drawn from the global RNG)
@@ -63,18 +45,6 @@ class GANTrainer(TrainingLoop):
         self.loss = StyleGAN2Loss(self.G, self.D, o.r1_gamma, o.r1_every, cfg.style_mixing, cfg.diffaugment,
                                   o.pl_weight, o.pl_every, o.pl_decay, o.pl_batch_shrink,
                                   reduce_mean=lambda v: mean_and_any(v, False, self.env, self.device)[0])
-        world = self.env.world_size
-        self.micro_batch = o.batch_size // world
-        if self.micro_batch < 1 or self.micro_batch * world != o.batch_size:
-            raise UserError(f"batch size {o.batch_size} does not split into {world} processes")
-        self.sampler = BatchSampler(len(images), self.micro_batch, cfg.seed, self.rank, world)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank + 1)
-        self.step, self.elapsed = 0, 0.0
-        self.stop_reason: str | None = None
-
-    def next_batch(self) -> torch.Tensor:
-        x = self.images[self.sampler.next()].to(self.device, torch.float32) / 255.0
-        return augment(x, self.cfg.augment, self.generator) * 2 - 1
 
     def train_step(self) -> dict[str, float]:
         """D step (+ R1 every r1_every steps), G step (+ PL every pl_every steps), G EMA; returns the losses."""
@@ -119,41 +89,18 @@ class GANTrainer(TrainingLoop):
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)  # w_avg and the constant noise follow G
 
-    # -- state ---------------------------------------------------------------------------------------------
-    def _models(self) -> nn.Module:
-        return nn.ModuleDict({"G": self.G, "D": self.D})
+    # -- state -----------------------------------------------------------------------------------------------
+    def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:
+        return nn.ModuleDict({"G": self.G, "D": self.D}), self.G_ema
 
-    def state_dict(self) -> dict:
-        """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
-        return {"step": self.step, "elapsed": self.elapsed, "opt_G": self.opt_G.state_dict(),
-                "opt_D": self.opt_D.state_dict(), "pl_mean": self.loss.pl_mean, "ranks": self.rank_states()}
+    def extra_state(self) -> dict:
+        return {"opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": self.loss.pl_mean}
 
-    def resume(self, ckpt: Path) -> None:
-        state = load_state(ckpt)
-        load_weights(self._models(), ckpt / "model.safetensors")
-        load_weights(self.G_ema, ckpt / "ema.safetensors")
-        try:
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
-            self.loss.pl_mean = float(state.get("pl_mean", 0.0))  # runs from before path-length support: 0
-            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-            self.load_rank_states(state["ranks"], ckpt)
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
+    def load_extra_state(self, state: dict) -> None:
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.loss.pl_mean = float(state.get("pl_mean", 0.0))  # runs from before path-length support: 0
 
-    def save(self) -> Path | None:
-        """Checkpoint (rank 0 writes; every rank must call it, since the state is gathered from all ranks)."""
-        state = self.state_dict()
-        if self.rank != 0:
-            return None
-        return save_checkpoint(self.run_dir, self.step, self._models(), self.G_ema, to_dict(self.cfg),
-                               state, self.cfg.keep_checkpoints)
-
-    # -- outputs -------------------------------------------------------------------------------------------
-    def write_grid(self) -> None:
-        s = self.cfg.sample
-        images = gan_images(self.G_ema, list(range(s.seed, s.seed + s.num)), s.psi, self.device)
-        save_grid(images.cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
-
-    def eval_model(self) -> Generator:
-        return self.G_ema
+    # -- outputs ---------------------------------------------------------------------------------------------
+    def preview(self, seeds: list[int]) -> torch.Tensor:
+        return gan_images(self.G_ema, seeds, self.cfg.sample.psi, self.device)

@@ -1,8 +1,8 @@
 """Checkpoints: inference weights (safetensors + config.json) and resume state, written crash-safely.
 
 Layout of a run directory:
-    run/checkpoints/step-000500/{model.safetensors, ema.safetensors, config.json, state.pt}
-    run/latest            -> text "checkpoints/step-000500", replaced only after that folder is complete
+    run/checkpoints/step-0000500/{model.safetensors, ema.safetensors, config.json, state.pt}
+    run/latest            -> text "checkpoints/step-0000500", replaced only after that folder is complete
 
 Nothing here unpickles code: weights load with safetensors, resume state with torch.load(weights_only=True).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from animegen.core.atomic import fsync_dir, write_json, write_text
+from animegen.core.atomic import fsync_dir, write_text
 from animegen.core.errors import UserError
 
 FORMAT = "animegen-checkpoint-v1"
@@ -99,8 +100,9 @@ def read_config(ckpt: Path) -> dict:
     return data
 
 
-def load_weights(module: nn.Module, file: Path) -> None:
-    """Load safetensors `file` into `module`, with a clear error naming what does not match."""
+def load_weights(module: nn.Module, file: Path, config: Path | None = None) -> None:
+    """Load safetensors `file` into `module` (built from `config`), with a clear error naming what does not
+    match; with `config`, the error names both files, since either may be the one that was changed."""
     try:
         tensors = load_file(file)
     except (SafetensorError, OSError, ValueError) as err:
@@ -118,7 +120,8 @@ def load_weights(module: nn.Module, file: Path) -> None:
         if shapes:
             k = shapes[0]
             detail.append(f"shape of {k} is {tuple(tensors[k].shape)}, the model wants {tuple(expected[k].shape)}")
-        raise UserError(f"{file}: weights do not match this architecture: {'; '.join(detail)}")
+        where = f"{file} and {config} do not match" if config else f"{file}: weights do not match this architecture"
+        raise UserError(f"{where}: {'; '.join(detail)}")
     module.load_state_dict(tensors, strict=True)
 
 
@@ -129,6 +132,10 @@ def load_state(ckpt: Path) -> dict:
         return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{file}: missing; this checkpoint has inference weights only and cannot resume") from None
-    except Exception as err:  # noqa: BLE001 - UnpicklingError, truncated zip, ...: all mean "refuse this file"
+    except pickle.UnpicklingError:  # weights_only refused an object: the file asks to run code
+        raise UserError(f"{file}: holds code, not only tensors, so it was not loaded (animegen never writes such "
+                        f"a file); delete it or resume from an older checkpoint") from None
+    except Exception as err:  # noqa: BLE001 - truncated zip, wrong format, ...: all mean "refuse this file"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{file}: refused to load resume state ({first[:200]})") from None
+        raise UserError(f"{file}: unreadable resume state ({first[:120]}); the file is damaged — resume from an "
+                        f"older checkpoint") from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from animegen.data.augment import AugmentConfig
 from animegen.models.stylegan2 import StyleGANConfig
+from animegen.runs.config import RunConfig, check_ranges
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class GANOptimConfig:
     pl_decay: float = 0.01              # rate of the running mean of path lengths
     pl_batch_shrink: int = 2            # PL runs on batch_size / this fakes
 
+    def __post_init__(self) -> None:
+        check_ranges("optim", self, positive=("lr_g", "lr_d"), at_least_one=("batch_size", "r1_every", "pl_every"))
+
 
 @dataclass(frozen=True)
 class GANSampleConfig:
@@ -31,9 +35,10 @@ class GANSampleConfig:
 
 
 @dataclass(frozen=True)
-class GANTrainConfig:
+class GANTrainConfig(RunConfig):
     kind: str = "stylegan2"
     preset: str = "boss"
+    steps: int = 20_000
     model: StyleGANConfig = field(default_factory=StyleGANConfig)
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(hflip=True))
     diffaugment: str = "color,translation,cutout"  # Zhao et al. 2020; "" = off
@@ -42,12 +47,3 @@ class GANTrainConfig:
     ema_rampup: float = 0.05            # ... but at most this share of the images seen so far
     optim: GANOptimConfig = field(default_factory=GANOptimConfig)
     sample: GANSampleConfig = field(default_factory=GANSampleConfig)
-    steps: int = 20_000
-    seed: int = 0
-    save_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 50
-    eval_every: int = 0
-    eval_num: int = 256
-    max_minutes: float | None = None
-    device: str = "auto"

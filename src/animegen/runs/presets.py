@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from animegen.core.errors import UserError
-from animegen.training.config import TrainConfig, with_overrides
-from animegen.training.gan_config import GANTrainConfig
+from animegen.runs.config import TrainConfig, with_overrides
+from animegen.runs.gan_config import GANTrainConfig
 
 # simple = the homework's sample code: dim 16, (1,2,4), T=100 linear, eps-prediction, batch 16, Adam 1e-3
 SIMPLE: dict = {}

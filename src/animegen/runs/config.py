@@ -1,4 +1,8 @@
-"""Typed training configuration: frozen dataclasses, built from a preset plus overrides, saved as JSON."""
+"""Typed run configuration: frozen dataclasses, built from a preset plus overrides, saved as a run's config.json.
+
+`RunConfig` holds what every run has (steps, seed, checkpoint and log cadence, time limit, device); `TrainConfig`
+(diffusion) and `GANTrainConfig` (runs/gan_config.py) add their recipes. A model is rebuilt from its saved
+config alone: loading it never touches training code."""
 
 from __future__ import annotations
 
@@ -10,9 +14,8 @@ from typing import Any
 
 from animegen.core.errors import UserError
 from animegen.data.augment import AugmentConfig
-from animegen.diffusion.parameterization import THRESHOLDS
 from animegen.models.unet import UNetConfig
-from animegen.samplers.run import SAMPLERS
+from animegen.samplers.spec import SamplerSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class OptimConfig:
     batch_size: int = 16                # global batch (summed over processes and accumulation)
     grad_accum: int = 1
 
+    def __post_init__(self) -> None:
+        check_ranges("optim", self, positive=("lr",), at_least_one=("batch_size", "grad_accum"))
+
 
 @dataclass(frozen=True)
 class EMAConfig:
@@ -44,44 +50,79 @@ class EMAConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """The sample grids written during training, and how the model samples by default (`spec`)."""
+
     every: int = 1000                   # write a sample grid every this many steps (0 = never)
     num: int = 64
+    seed: int = 0
     sampler: str = "ddim"
     steps: int = 25
-    seed: int = 0
     eta: float = 0.0                    # ddim / dpmpp noise (0 = ODE, 1 = SDE)
     threshold: str = "static"           # x0_pred into [-1, 1]: static clamp or dynamic (Imagen)
+    spacing: str = "uniform"
 
     def __post_init__(self) -> None:
-        # refused when the config is built, not at the first grid 1000 steps into training
-        if self.sampler not in SAMPLERS:
-            raise UserError(f"sample.sampler={self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        if self.threshold not in THRESHOLDS:
-            raise UserError(f"sample.threshold={self.threshold!r}: choose from {', '.join(THRESHOLDS)}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise UserError(f"sample.eta={self.eta}: must be from 0 to 1")
+        try:  # refused when the config is built, not at the first grid 1000 steps into training
+            self.spec
+        except UserError as err:
+            raise UserError(f"sample: {err}") from None
+
+    @property
+    def spec(self) -> SamplerSpec:
+        """The model's own sampler: what generate, compare, grids and evaluation use unless told otherwise."""
+        steps = None if self.sampler == "ddpm" else self.steps
+        return SamplerSpec(self.sampler, steps, self.eta, self.spacing, self.threshold)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RunConfig:
+    """What every run has, diffusion or GAN: its length, seed, and the cadence of logs, checkpoints and scores."""
+
     preset: str = "simple"
+    steps: int = 10_000
+    seed: int = 0
+    save_every: int = 1000              # checkpoint every this many steps
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    eval_every: int = 0                 # score SWD/AFD (FID with weights) on a small sample; 0 = never
+    eval_num: int = 256
+    max_minutes: float | None = None    # stop (and save) after this much training wall time
+    save_minutes: float | None = 10.0   # also checkpoint when this much time passed since the last save
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_ranges("", self, positive=("max_minutes", "save_minutes"),
+                     at_least_one=("steps", "save_every", "keep_checkpoints", "log_every", "eval_num"),
+                     at_least_zero=("eval_every", "seed"))
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """A diffusion run: the UNet, the noise schedule and objective, augmentation, optimizer, EMA, sampling."""
+
     model: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
-    steps: int = 10_000
-    seed: int = 0
-    save_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 50
-    eval_every: int = 0                 # score SWD/AFD (FID with weights) on a small sample; 0 = never
-    eval_num: int = 256
-    max_minutes: float | None = None    # stop (and save) after this much training wall time
     bf16: str = "auto"                  # auto | on | off
     channels_last: bool = True
-    device: str = "auto"
+
+
+def check_ranges(section: str, cfg: Any, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
+                 at_least_zero: tuple[str, ...] = ()) -> None:
+    """Refuse out-of-range numbers when a config is built (from flags, --set or a saved run alike)."""
+    prefix = f"{section}." if section else ""
+    rules = [(positive, lambda v: v > 0, "above 0", (int, float)), (at_least_one, lambda v: v >= 1, "at least 1", int),
+             (at_least_zero, lambda v: v >= 0, "at least 0", int)]
+    for names, ok, words, kind in rules:
+        for name in names:
+            value = getattr(cfg, name)
+            if value is None and name in ("max_minutes", "save_minutes"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+                raise UserError(f"{prefix}{name}={value!r}: must be {'a whole number ' if kind is int else ''}{words}")
 
 
 def to_dict(cfg: Any) -> dict:

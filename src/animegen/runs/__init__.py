@@ -1,0 +1,1 @@
+"""Runs and models: configs, presets, checkpoint files, and loading a trained model (no training code)."""

@@ -1,0 +1,81 @@
+"""A trained model ready to draw faces: a diffusion denoiser or a StyleGAN2 generator, loaded once per command.
+
+`Model.load(path)` reads a run directory or checkpoint folder (None: the model shipped with animegen);
+`model.images(seeds, spec)` yields uint8 batches in which image k depends on seeds[k] alone, at any batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from animegen.assets import shipped_model
+from animegen.core.device import pick_device
+from animegen.diffusion.parameterization import Denoiser
+from animegen.models.stylegan2 import Generator
+from animegen.models.unet import UNetConfig
+from animegen.runs.config import TrainConfig
+from animegen.runs.gan_config import GANTrainConfig
+from animegen.runs.load import checkpoint_kind, load_denoiser, load_generator
+from animegen.samplers.gan import gan_batches
+from animegen.samplers.run import sample_images
+from animegen.samplers.spec import SamplerSpec
+
+# activations of the first UNet level per sampling batch (batch x dim x (H/patch)^2) that run fastest on a CPU:
+# larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
+BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
+LARGE_BATCH = 250  # on a GPU, and for StyleGAN2 (whose grouped convolutions want big batches on a CPU too)
+
+
+def default_batch_size(model_cfg: UNetConfig) -> int:
+    """Sampling batch for a UNet config: a power of two in [16, 256] that keeps the first level in cache."""
+    pixels = (model_cfg.image_size // model_cfg.patch_size) ** 2
+    fit = max(1, BATCH_ACTIVATIONS // (model_cfg.dim * pixels))
+    return min(256, max(16, 1 << (fit.bit_length() - 1)))
+
+
+@dataclass
+class Model:
+    """kind "diffusion" (net is a Denoiser) or "stylegan2" (net is a Generator), its config and checkpoint."""
+
+    kind: str
+    net: Denoiser | Generator
+    config: TrainConfig | GANTrainConfig
+    checkpoint: Path
+    device: torch.device
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto") -> Model:
+        """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen."""
+        source = shipped_model() if path is None else path
+        device = pick_device(str(device))
+        if checkpoint_kind(source) == "stylegan2":
+            G, cfg, ckpt = load_generator(source, device)
+            return cls("stylegan2", G, cfg, ckpt, device)
+        denoiser, cfg, ckpt = load_denoiser(source, device=device)
+        return cls("diffusion", denoiser, cfg, ckpt, device)
+
+    @property
+    def spec(self) -> SamplerSpec | None:
+        """The sampler the model was trained to preview with (None for a GAN, which needs none)."""
+        return self.config.sample.spec if self.kind == "diffusion" else None
+
+    def default_batch_size(self) -> int:
+        if self.kind == "stylegan2" or self.device.type == "cuda":
+            return LARGE_BATCH
+        return default_batch_size(self.config.model)
+
+    def images(self, seeds: Sequence[int], spec: SamplerSpec | None = None, batch_size: int | None = None,
+               psi: float = 1.0) -> Iterator[torch.Tensor]:
+        """uint8 (b, 3, H, W) batches for `seeds` in order; spec None = the model's own sampler; psi: StyleGAN2
+        truncation (1 = none)."""
+        seeds = list(seeds)
+        batch_size = batch_size or self.default_batch_size()
+        if self.kind == "stylegan2":
+            return gan_batches(self.net, seeds, psi, batch_size, self.device)
+        spec = (spec or self.spec).resolve(self.net.timesteps)
+        return sample_images(self.net, seeds, spec, batch_size, self.device)

@@ -1,0 +1,129 @@
+"""How to sample, as one validated value: which sampler, how many steps, its noise, spacing and thresholding.
+
+A `SamplerSpec` is checked when it is built and resolved once against a model's T (`resolve`); nothing below
+re-defaults it. The registry `SAMPLERS` says which options each sampler reads, so the CLI, `compare` and the
+config take their choices from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from animegen.core.errors import UserError
+from animegen.diffusion.parameterization import THRESHOLDS
+from animegen.samplers.timesteps import SPACINGS
+
+# sampler name -> the options it reads besides threshold (ddpm runs all T steps: no steps, eta or spacing)
+SAMPLERS: dict[str, tuple[str, ...]] = {
+    "ddpm": (),
+    "ddim": ("steps", "eta", "spacing"),
+    "dpmpp": ("steps", "eta", "spacing"),
+}
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """name: a key of SAMPLERS; steps: network evaluations (None for ddpm = all T); eta: 0 = ODE (deterministic)
+    .. 1 = SDE (DDPM-like noise); spacing: which timesteps a few-step sampler visits; threshold: how each x0
+    prediction is kept in [-1, 1]."""
+
+    name: str = "ddim"
+    steps: int | None = 25
+    eta: float = 0.0
+    spacing: str = "uniform"
+    threshold: str = "static"
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.name!r}; choose from {', '.join(SAMPLERS)}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or self.steps < 1):
+            raise UserError(f"sampling steps must be a whole number >= 1, got {self.steps!r}")
+        if not isinstance(self.eta, (int, float)) or not 0.0 <= self.eta <= 1.0:
+            raise UserError(f"eta must be from 0 (deterministic) to 1 (DDPM-like noise), got {self.eta!r}")
+        if self.spacing not in SPACINGS:
+            raise UserError(f"unknown spacing {self.spacing!r}; choose from {', '.join(SPACINGS)}")
+        if self.threshold not in THRESHOLDS:
+            raise UserError(f"unknown threshold {self.threshold!r}; choose from {', '.join(THRESHOLDS)}")
+
+    def resolve(self, timesteps: int) -> SamplerSpec:
+        """This spec for a model with T = `timesteps`: ddpm takes all T steps (a different count is refused);
+        the others need 1 <= steps <= T. Options a sampler does not read are reset to their defaults."""
+        if self.name == "ddpm":
+            if self.steps not in (None, timesteps):
+                raise UserError(f"ddpm runs all T = {timesteps} steps of this model; drop the step count or "
+                                f"use ddim/dpmpp for {self.steps} steps")
+            return SamplerSpec("ddpm", timesteps, 0.0, "uniform", self.threshold)
+        if self.steps is None:
+            raise UserError(f"{self.name} needs a step count, e.g. {self.name}:20")
+        if self.steps > timesteps:
+            raise UserError(f"{self.name} with {self.steps} steps: this model has only T = {timesteps}; "
+                            f"choose 1 to {timesteps}")
+        return self
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per image (after `resolve`)."""
+        return int(self.steps or 0)
+
+    @property
+    def variant(self) -> str:
+        """The sampler and its non-default options, e.g. 'ddim eta=1': one line in the NFE plot."""
+        return " ".join([self.name, *self._options("=")])
+
+    @property
+    def label(self) -> str:
+        """A folder-safe name, e.g. 'ddim-50' or 'ddim-50-eta1-trailing-dynamic'."""
+        return "-".join([self.name, str(self.steps), *self._options("")])
+
+    def _options(self, eta_sep: str) -> list[str]:
+        default = SamplerSpec(self.name)
+        return ([f"eta{eta_sep}{self.eta:g}"] if self.eta else []) + (
+            [self.spacing] if self.spacing != default.spacing else []) + (
+            [self.threshold] if self.threshold != default.threshold else [])
+
+
+def choose(model: SamplerSpec, name: str | None = None, steps: int | None = None, eta: float | None = None,
+           spacing: str | None = None, threshold: str | None = None) -> SamplerSpec:
+    """The spec a command runs, from the model's own (its config's `sample` section) and what the user gave.
+
+    No sampler named: the model's spec with the given fields changed. A sampler named: that sampler fresh (eta 0,
+    uniform spacing) at the model's step count and thresholding, with the given fields changed."""
+    given = {k: v for k, v in {"steps": steps, "eta": eta, "spacing": spacing, "threshold": threshold}.items()
+             if v is not None}
+    ignored = [k for k in given if k not in (*SAMPLERS[name or model.name], "steps", "threshold")]
+    if ignored:  # ddpm's step count is checked against T in `resolve`
+        raise UserError(f"{name or model.name} does not use {' or '.join(ignored)}")
+    if name is None:
+        return dataclasses.replace(model, **given)
+    base = {"steps": None if name == "ddpm" else model.steps, "threshold": model.threshold}
+    return SamplerSpec(name, **{**base, **given})
+
+
+def parse_spec(text: str, model: SamplerSpec) -> SamplerSpec:
+    """'ddim:50:eta=1:spacing=trailing:threshold=dynamic' -> a spec (`choose` fills what the text leaves out);
+    errors do not repeat `text`, the caller names it."""
+    name, _, rest = text.strip().partition(":")
+    steps_text, *options = rest.split(":") if rest else [""]
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    given: dict = {}
+    if steps_text:
+        try:
+            given["steps"] = int(steps_text)
+        except ValueError:
+            raise UserError(f"steps must be a whole number, e.g. {name}:50") from None
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in (*SAMPLERS[name], "threshold") or key == "steps":
+            allowed = ", ".join(f"{k}=" for k in (*SAMPLERS[name], "threshold") if k != "steps")
+            raise UserError(f"unknown option {option!r} for {name} (options: {allowed})")
+        if key == "eta":
+            try:
+                given["eta"] = float(value)
+            except ValueError:
+                raise UserError(f"eta must be a number from 0 to 1, e.g. {name}:50:eta=0.5") from None
+        else:
+            given[key] = value
+    return choose(model, name, **given)

@@ -1,0 +1,234 @@
+"""What every trainer shares, diffusion or GAN: device and seeds, the batch split over processes, the data order
+and RNGs, save and exact resume, and the outer loop (progress bar, JSONL log, grids, evaluation, checkpoint
+cadence, --max-minutes, SIGINT/SIGTERM, ranks that stop together).
+
+A subclass builds its networks and optimizers, then provides `train_step()` (-> a loss, or a dict of named
+losses), `checkpoint_modules()` (what model.safetensors and ema.safetensors hold), `extra_state()` /
+`load_extra_state()` (its optimizers and anything adaptive) and `preview(seeds)` (uint8 images of its EMA model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from animegen.core.device import pick_device
+from animegen.core.errors import Interrupted, UserError
+from animegen.data.augment import augment
+from animegen.data.dataset import BatchSampler
+from animegen.runs.checkpoint import load_state, load_weights, save_checkpoint
+from animegen.runs.config import to_dict
+from animegen.training.distributed import DistEnv, gather, mean_and_any
+from animegen.viz.grid import save_grid
+
+log = logging.getLogger(__name__)
+
+# (preview function: seeds -> uint8 (B, C, H, W), step) -> metric values; built by the train workflow
+Evaluator = Callable[[Callable[[list[int]], torch.Tensor], int], dict]
+
+
+class Trainer:
+    """One run in `run_dir` over uint8 `images` (N, 3, H, W); `run()` trains until cfg.steps, cfg.max_minutes
+    or a signal and always leaves a loadable checkpoint behind."""
+
+    def __init__(self, cfg, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
+                 evaluator: Evaluator | None = None, device: str | None = None):
+        self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
+        self.evaluator = evaluator  # metrics live above training; the workflow hands them in
+        self.env = env or DistEnv()
+        self.rank, self.world_size = self.env.rank, self.env.world_size
+        self.device = pick_device(device or cfg.device)
+        torch.manual_seed(cfg.seed)  # every rank builds the same initial weights
+        accum = getattr(cfg.optim, "grad_accum", 1)
+        per_rank = cfg.optim.batch_size // (self.world_size * accum)
+        if per_rank < 1 or per_rank * self.world_size * accum != cfg.optim.batch_size:
+            raise UserError(f"batch size {cfg.optim.batch_size} does not split into {self.world_size} process(es) "
+                            f"x {accum} accumulation step(s)")
+        self.micro_batch = per_rank
+        self.sampler = BatchSampler(len(images), per_rank, cfg.seed, self.rank, self.world_size)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank + 1)
+        self.step, self.elapsed = 0, 0.0
+        self.stop_reason: str | None = None
+        self.signal: int | None = None  # the SIGINT/SIGTERM that stopped the run, if one did
+        self.clock = time.monotonic  # for time-based checkpoints; a test may hand in a fake one
+
+    # -- what a subclass provides --------------------------------------------------------------------------
+    def train_step(self) -> float | dict[str, float]:
+        raise NotImplementedError
+
+    def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:
+        """(trained weights, EMA weights): written as model.safetensors and ema.safetensors."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Optimizers and anything adaptive, beside the step, time, data order and RNGs saved here."""
+        raise NotImplementedError
+
+    def load_extra_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def preview(self, seeds: list[int]) -> torch.Tensor:
+        """uint8 (len(seeds), C, H, W) from the EMA model, image k from seeds[k] alone."""
+        raise NotImplementedError
+
+    def log_extras(self) -> dict:
+        return {}
+
+    def after_save(self) -> None:
+        """Rank 0, after each checkpoint (e.g. redraw the loss curve)."""
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def next_batch(self) -> torch.Tensor:
+        """(micro_batch, 3, H, W) float in [-1, 1], augmented on the fly."""
+        x = self.images[self.sampler.next()].to(self.device, torch.float32) / 255.0
+        return augment(x, self.cfg.augment, self.generator) * 2 - 1
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
+        mine = {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state().cpu(),
+                "torch_rng": torch.get_rng_state()}
+        return {"step": self.step, "elapsed": self.elapsed, **self.extra_state(), "ranks": gather(mine, self.env)}
+
+    def save(self) -> Path | None:
+        """Checkpoint (rank 0 writes; every rank must call it, since the state is gathered from all ranks)."""
+        state = self.state_dict()
+        if self.rank != 0:
+            return None
+        model, ema = self.checkpoint_modules()
+        path = save_checkpoint(self.run_dir, self.step, model, ema, to_dict(self.cfg), state,
+                               self.cfg.keep_checkpoints)
+        self.after_save()
+        return path
+
+    def resume(self, ckpt: Path) -> None:
+        """Restore weights, EMA, optimizers, data order, RNGs and counters from checkpoint folder `ckpt`."""
+        state = load_state(ckpt)
+        model, ema = self.checkpoint_modules()
+        load_weights(model, ckpt / "model.safetensors", ckpt / "config.json")
+        load_weights(ema, ckpt / "ema.safetensors", ckpt / "config.json")
+        try:
+            self.load_extra_state(state)
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            # checkpoints from before per-rank state kept one process's data order and RNGs at the top level
+            ranks = state.get("ranks") or [{k: state[k] for k in ("sampler", "generator", "torch_rng")}]
+            self._load_rank_states(ranks, ckpt)
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            raise UserError(f"{ckpt / 'state.pt'}: resume state does not fit this run ({err})") from None
+
+    def _load_rank_states(self, ranks: list[dict], ckpt: Path) -> None:
+        """This rank's data order and RNGs; with another process count or another data set, a new data order."""
+        mine = ranks[self.rank] if len(ranks) == self.world_size else None
+        saved_n = mine["sampler"].get("n") if mine else None
+        if mine is not None and saved_n in (None, len(self.images)):
+            self.sampler.load_state_dict(mine["sampler"])
+            self.generator.set_state(mine["generator"])
+            torch.set_rng_state(mine["torch_rng"])
+            return
+        # weights and optimizers carry over; the data order starts afresh over the data this run has
+        why = (f"saved by {len(ranks)} process(es), this run has {self.world_size}" if mine is None else
+               f"saved while training on {saved_n} images, this run has {len(self.images)}")
+        log.warning("%s was %s: continuing with a new data order (not bit-exact)", ckpt, why)
+        self.sampler = BatchSampler(len(self.images), self.micro_batch, self.cfg.seed + self.step, self.rank,
+                                    self.world_size)
+
+    # -- outputs ---------------------------------------------------------------------------------------------
+    def log(self, row: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def write_grid(self) -> None:
+        """A grid of EMA samples with fixed seeds, so grids of successive steps are comparable."""
+        s = self.cfg.sample
+        images = self.preview(list(range(s.seed, s.seed + s.num)))
+        save_grid(images.cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
+
+    # -- the outer loop --------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save, and return the run directory."""
+        cfg = self.cfg
+        self._install_signal_handlers()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
+                   disable=self.rank != 0, dynamic_ncols=True)
+        window: dict[str, float] = {}
+        window_n, window_t = 0, time.perf_counter()
+        last_saved, last_save_time = self.step, self.clock()
+        try:
+            while self.step < cfg.steps and self.stop_reason is None:
+                t0 = time.perf_counter()
+                out = self.train_step()
+                for key, value in (out if isinstance(out, dict) else {"loss": out}).items():
+                    window[key] = window.get(key, 0.0) + value
+                window_n += 1
+                self.elapsed += time.perf_counter() - t0
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    img_s = window_n * cfg.optim.batch_size / max(now - window_t, 1e-9)
+                    means = {k: v / window_n for k, v in window.items()}
+                    row = {"step": self.step, **means, **self.log_extras(), "img_per_s": round(img_s, 2),
+                           "elapsed_s": round(self.elapsed, 1)}
+                    bar.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, img_s=f"{img_s:.1f}")
+                    if self.rank == 0:
+                        self.log(row)
+                    window, window_n, window_t = {}, 0, time.perf_counter()
+                bar.update(1)
+                self._periodic_outputs(bar)
+                if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60:
+                    self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
+                # checkpoints every save_every steps or save_minutes, whichever comes first; ranks save and stop
+                # together: one all-reduce carries rank 0's clock verdict and any rank's stop
+                due = bool(cfg.save_minutes) and self.clock() - last_save_time >= cfg.save_minutes * 60
+                due_any, stop = mean_and_any(float(due), self.stop_reason is not None, self.env, self.device)
+                if stop and self.stop_reason is None:
+                    self.stop_reason = "another process stopped"
+                if (self.step % cfg.save_every == 0 or due_any > 0) and not stop:
+                    self.save()
+                    last_saved, last_save_time = self.step, self.clock()
+        finally:
+            bar.close()
+            self._restore_signal_handlers()
+        if self.step != last_saved:
+            self.save()
+        if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every != 0:
+            self.write_grid()  # the run always ends with a grid of its final EMA
+        if self.signal is not None:
+            raise Interrupted(self.signal, f"{signal.Signals(self.signal).name}: saved step {self.step} in "
+                                           f"{self.run_dir}; `--resume` to continue")
+        if self.stop_reason:
+            log.warning("stopped at step %d: %s", self.step, self.stop_reason)
+        return self.run_dir
+
+    def _periodic_outputs(self, bar) -> None:
+        """Rank 0's sample grid and evaluation at their intervals."""
+        cfg = self.cfg
+        if self.rank != 0:
+            return
+        if cfg.sample.every and self.step % cfg.sample.every == 0:
+            self.write_grid()
+        if self.evaluator and cfg.eval_every and self.step % cfg.eval_every == 0:
+            scores = self.evaluator(self.preview, self.step)
+            self.log({"step": self.step, "eval": scores})
+            if scores:
+                bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            if self.stop_reason is not None:  # second Ctrl-C: stop right now
+                raise KeyboardInterrupt
+            self.stop_reason, self.signal = f"received {signal.Signals(signum).name}; saving", signum
+            log.warning("%s at step %d (press Ctrl-C again to abort without saving)", self.stop_reason, self.step)
+
+        self._old_handlers = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _restore_signal_handlers(self) -> None:
+        for s, h in getattr(self, "_old_handlers", {}).items():
+            signal.signal(s, h)
+
