@@ -148,3 +148,25 @@ def test_resume_of_a_run_with_nothing_saved_starts_it(tmp_path, faces_dir):
     run = tmp_path / "R"
     proc = cli("train", "--data", str(faces_dir), "--out", str(run), "--resume", "--steps", "2", *FAST)
     assert "nothing saved yet" in proc.stderr and (run / "latest").is_file()
+
+
+def test_a_second_ctrl_c_aborts_at_once_without_saving(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    proc = start_train(run, faces_dir, "--save-every", "100000")
+    wait_for_steps(run, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "saved step" not in err, err
+    assert not (run / "latest").exists()
+
+
+def test_skipped_files_are_named(tmp_path, faces_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in sorted(faces_dir.glob("*.jpg"))[:8]:
+        shutil.copy(src, data / src.name)
+    (data / "broken.jpg").write_bytes(b"not a jpeg")
+    proc = cli("train", "--data", str(data), "--out", str(tmp_path / "R"), "--steps", "1", *FAST)
+    assert "skipped 1 of 9 files" in proc.stderr and "broken.jpg" in proc.stderr

@@ -1,7 +1,9 @@
 """Training: a tiny model overfits real faces, resume is exact, checkpoints refuse hostile or foreign files."""
 
 import json
+import math
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -47,6 +49,31 @@ def test_resume_continues_bit_for_bit(tmp_path, faces16):
         assert torch.equal(p, q)
 
 
+def test_checkpoints_also_follow_the_clock(tmp_path, faces16):
+    # a fake clock that advances 4 minutes a call: with save_minutes=10 a save falls due every few steps,
+    # long before save_every's 1000
+    cfg = tiny_cfg(**{"steps": 9, "save_every": 1000, "save_minutes": 10.0, "keep_checkpoints": 10})
+    trainer = DiffusionTrainer(cfg, tmp_path, faces16[:32])
+    ticks = iter(range(0, 10_000, 240))
+    trainer.clock = lambda: float(next(ticks))
+    trainer.run()
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").iterdir())
+    assert saved == [3, 6, 9]  # 0 s at start; steps 1, 2, 3 read 240, 480, 720 s: the save at 3 resets the mark
+
+
+def test_resume_on_a_smaller_data_set_starts_a_new_data_order(tmp_path, faces16, caplog):
+    cfg = tiny_cfg()
+    first = DiffusionTrainer(cfg, tmp_path, faces16[:64])
+    [first.train_step() for _ in range(3)]
+    ckpt = first.save()
+    smaller = DiffusionTrainer(cfg, tmp_path, faces16[:16])
+    smaller.resume(ckpt)
+    assert "saved while training on 64 images, this run has 16" in caplog.text
+    for _ in range(6):  # two epochs of the new set: every index is in range
+        assert int(smaller.sampler.next().max()) < 16
+    assert smaller.step == 3 and math.isfinite(smaller.train_step())
+
+
 def test_run_writes_grid_log_curve_and_checkpoint(tmp_path, faces16):
     cfg = tiny_cfg(**{"steps": 6, "save_every": 3, "sample.every": 3, "keep_checkpoints": 1})
     DiffusionTrainer(cfg, tmp_path, faces16[:32]).run()
@@ -70,7 +97,9 @@ def test_hostile_pickle_in_resume_state_does_not_run(tmp_path, faces16):
             return (open, (str(marker), "w"))
 
     (ckpt / "state.pt").write_bytes(pickle.dumps({"step": Exploit()}))
-    with pytest.raises(UserError, match="holds code, not only tensors, so it was not loaded") as err:
+    with pytest.raises(UserError, match="holds code, not only tensors, so it was not loaded") as err, \
+            warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no torch warning around it
         load_state(ckpt)
     assert "weights_only" not in str(err.value)  # not torch's advice to load it anyway
     torch.save({"step": Exploit()}, ckpt / "state.pt")  # the same inside torch's zip container

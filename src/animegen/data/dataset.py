@@ -48,8 +48,9 @@ def load_images(
             log.warning("decoded-image cache %s is unreadable; decoding again", target)
     images, skipped = _decode_all(source, image_size, progress)
     if skipped:
-        log.warning("%s: skipped %d of %d files that could not be decoded as images", source.path, skipped,
-                    len(source.names))
+        shown = ", ".join(skipped[:SHOW_SKIPPED]) + (", ..." if len(skipped) > SHOW_SKIPPED else "")
+        log.warning("%s: skipped %d of %d files that could not be decoded as images: %s", source.path,
+                    len(skipped), len(source.names), shown)
     if images is None:
         raise UserError(f"{source.path}: none of the {len(source.names)} image files could be decoded")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,20 +60,25 @@ def load_images(
     return torch.from_numpy(images)
 
 
-def _decode_all(source, image_size: int, progress: bool) -> tuple[np.ndarray | None, int]:
-    """Decode every member into one preallocated array; returns (array or None, number skipped)."""
+def _decode_all(source, image_size: int, progress: bool) -> tuple[np.ndarray | None, list[str]]:
+    """Decode every member into one preallocated array; returns (array or None, names of the skipped files)."""
     out = np.empty((len(source.names), 3, image_size, image_size), dtype=np.uint8)
-    kept = 0
+    kept, skipped = 0, []
     bar = tqdm(source.iter_bytes(), total=len(source.names), desc="decoding images", unit="img",
                disable=not progress, leave=False)
-    for _name, raw in bar:
+    for name, raw in bar:
         array = decode_square(raw, image_size) if raw else None
-        if array is not None:
-            out[kept] = array.transpose(2, 0, 1)
-            kept += 1
+        if array is None:
+            skipped.append(str(name))
+            continue
+        out[kept] = array.transpose(2, 0, 1)
+        kept += 1
     if kept == 0:
-        return None, len(source.names)
-    return np.ascontiguousarray(out[:kept]), len(source.names) - kept
+        return None, skipped
+    return np.ascontiguousarray(out[:kept]), skipped
+
+
+SHOW_SKIPPED = 5  # skipped files named in the warning
 
 
 class BatchSampler:

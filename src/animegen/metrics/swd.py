@@ -9,6 +9,7 @@ Needs no weights. Both folders are resized to 64x64 first, so 96x96 reals compar
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,9 @@ NHOOD_SIZE = 7                      # 7x7 patches
 NHOODS_PER_IMAGE = 128
 DIR_REPEATS = 4
 DIRS_PER_REPEAT = 128
+log = logging.getLogger(__name__)
 MAX_IMAGES = 8192                   # images per folder at most (memory)
+MIN_IMAGES = 256  # below this SWD is mostly noise: a warning says so
 
 # 5x5 binomial kernel of cv2.pyrDown/pyrUp, as in Karras's code.
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
@@ -172,6 +175,11 @@ def swd(ctx: EvalContext) -> dict[str, float]:
     # Karras compares equal numbers of patches: n images of each folder, a seeded subset of the larger;
     # at most MAX_IMAGES, as SWD holds ~0.6 GB of memory per 1000 images (8192: ~5 GB).
     n = min(len(fake_paths), len(real_paths), MAX_IMAGES)
+    if n < 2:
+        raise UserError(f"SWD compares two sets of images: {ctx.images} and {ctx.real} need at least 2 each, got {n}")
+    if n < MIN_IMAGES:  # noise-dominated: still computed, but not to be read as a result
+        log.warning("SWD on %d images is mostly noise (it ranks only far-apart models below %d; use 1000 for a "
+                    "report)", n, MIN_IMAGES)
     # No reference cache: decoding 1000 files takes ~0.5 s of SWD's ~10 s, the rest depends on the seed's
     # directions and patch positions, and caching sorted projections would take ~0.8 GB per 1000 images.
     real = load_images_64(_subset(real_paths, n, ctx.seed))

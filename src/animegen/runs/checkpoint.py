@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -51,8 +52,11 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, 
     except (OSError, SafetensorError, RuntimeError) as err:  # safetensors and torch.save wrap the OS error
         shutil.rmtree(tmp, ignore_errors=True)
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise UserError(f"could not save checkpoint {final} ({reason}); the previous checkpoint "
-                        f"is intact — free disk space and --resume") from None
+        latest = run_dir / "latest"
+        kept = (f"the previous checkpoint ({latest.read_text().strip()}) is intact" if latest.is_file()
+                else "no earlier checkpoint exists")
+        raise UserError(f"could not save checkpoint {final} ({reason}); {kept} — free disk space and "
+                        f"--resume") from None
     write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
     _prune(ckpt_root, keep)
     return final
@@ -129,7 +133,9 @@ def load_state(ckpt: Path) -> dict:
     """Resume state (optimizer, step, RNG, ...) via torch.load(weights_only=True): no code is unpickled."""
     file = ckpt / "state.pt"
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are noise beside our own message
+            warnings.simplefilter("ignore")
+            return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{file}: missing; this checkpoint has inference weights only and cannot resume") from None
     except pickle.UnpicklingError:  # weights_only refused an object: the file asks to run code

@@ -9,9 +9,12 @@ losses), `checkpoint_modules()` (what model.safetensors and ema.safetensors hold
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -220,9 +223,26 @@ class Trainer:
                 bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
     def _install_signal_handlers(self) -> None:
+        """First Ctrl-C / SIGTERM: stop after this step and save; a second one: abort at once. Python runs a
+        handler once for signals that arrive during one long C++ step, so each delivery is counted from the
+        wakeup fd, to which the C-level handler writes one byte per signal."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread; a trainer elsewhere stops by steps or time
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self._wakeup = (read_fd, write_fd, signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False))
+
+        def deliveries() -> int:
+            count = 0
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(read_fd, 64):
+                    count += len(chunk)
+            return max(count, 1)
+
         def handler(signum, _frame):
-            if self.stop_reason is not None:  # second Ctrl-C: stop right now
-                raise KeyboardInterrupt
+            if self.signal is not None or deliveries() >= 2:
+                raise KeyboardInterrupt  # the second signal: stop right now, without saving
             self.stop_reason, self.signal = f"received {signal.Signals(signum).name}; saving", signum
             log.warning("%s at step %d (press Ctrl-C again to abort without saving)", self.stop_reason, self.step)
 
@@ -231,4 +251,9 @@ class Trainer:
     def _restore_signal_handlers(self) -> None:
         for s, h in getattr(self, "_old_handlers", {}).items():
             signal.signal(s, h)
-
+        if getattr(self, "_wakeup", None):
+            read_fd, write_fd, old_fd = self._wakeup
+            signal.set_wakeup_fd(old_fd)
+            os.close(read_fd)
+            os.close(write_fd)
+            self._wakeup = None
