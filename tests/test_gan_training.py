@@ -71,3 +71,13 @@ def test_boss_preset_from_the_command_line(tmp_path, faces_dir):
     assert refused.returncode == 2 and "StyleGAN2 checkpoint" in refused.stderr
     refused = cli("interpolate", "--checkpoint", str(tmp_path / "nothing"), check=False)
     assert refused.returncode == 2 and "no checkpoint" in refused.stderr
+
+
+def test_eval_every_scores_the_gan_during_training(tmp_path, faces_dir):
+    run = tmp_path / "R"
+    cli("train", "--data", str(faces_dir), "--preset", "boss", "--out", str(run), "--steps", "2", *SMALL_ARGS,
+        "--eval-every", "2", "--set", "eval_num=8")
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    (scores,) = [r["eval"] for r in rows if "eval" in r]
+    assert scores["swd"] > 0 and 0.0 <= scores["afd"] <= 1.0
+    assert len(list((run / "eval" / "real").glob("*.jpg"))) == 8

@@ -84,14 +84,6 @@ def sampler_spec(args: argparse.Namespace, model):
         return None
     return choose(model.spec, args.sampler, args.steps, args.eta, args.spacing, args.threshold)
 
-# flag -> dotted config key, for the settings people change most; anything else goes through --set
-TRAIN_FLAGS = {
-    "steps": "steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "timesteps": "diffusion.timesteps",
-    "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
-    "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
-    "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes", "bf16": "bf16", "grad_accum": "optim.grad_accum",
-    "device": "device",
-}
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -122,6 +114,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.attn_resolutions=[16,8] (repeatable)")
+    p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
+                   help="log.jsonl is always written; tensorboard also writes run/tensorboard/ (pip install "
+                        "'animegen[tensorboard]')")
     p.add_argument("--cache-dir", type=Path, help="where decoded images are cached (default: user cache)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=cmd_train)
@@ -129,12 +124,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from animegen.runs.config import parse_override, to_dict
-    from animegen.runs.presets import preset_config
+    from animegen.runs.presets import FLAG_KEYS, preset_config
 
     overrides = dict(parse_override(s) for s in args.set)
-    for flag, key in TRAIN_FLAGS.items():
+    for flag, key in FLAG_KEYS.items():
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
+    if args.log == "tensorboard":
+        overrides["tensorboard"] = True
     if args.dry_run:
         print(json.dumps(to_dict(preset_config(args.preset or "simple", overrides)), indent=2))
         return
@@ -166,10 +163,10 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from animegen.runs.model import Model
+    from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model = Model.load(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device)
     done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
                     args.tgz, args.force, args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
@@ -232,10 +229,10 @@ def add_progress(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_progress(args: argparse.Namespace) -> None:
-    from animegen.runs.model import Model
+    from animegen.api import load
     from animegen.workflows.progress import progress
 
-    model = Model.load(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device)
     xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, sampler_spec(args, model))
     print(f"wrote {xt} and {x0}")
 
@@ -262,14 +259,14 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from animegen.runs.model import Model
+    from animegen.api import load
     from animegen.workflows.compare import compare
     from animegen.workflows.evaluate import parse_metrics
 
     metrics = tuple(parse_metrics(args.metrics))
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
-    model = Model.load(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device)
     compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
             {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
     print((args.out / "report.md").read_text(), end="")
@@ -305,10 +302,10 @@ def add_interpolate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from animegen.runs.model import Model
+    from animegen.api import load
     from animegen.workflows.interpolate import interpolate
 
-    model = Model.load(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device)
     print(f"wrote {interpolate(model, args.out, args.rows, args.steps, args.seed, args.psi)}")
 
 

@@ -88,6 +88,7 @@ class RunConfig:
     eval_num: int = 256
     max_minutes: float | None = None    # stop (and save) after this much training wall time
     save_minutes: float | None = 10.0   # also checkpoint when this much time passed since the last save
+    tensorboard: bool = False           # also log scalars and grids for TensorBoard (run/tensorboard/)
     device: str = "auto"
 
     def __post_init__(self) -> None:

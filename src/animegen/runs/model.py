@@ -1,6 +1,6 @@
 """A trained model ready to draw faces: a diffusion denoiser or a StyleGAN2 generator, loaded once per command.
 
-`Model.load(path)` reads a run directory or checkpoint folder (None: the model shipped with animegen);
+`TrainedModel.load(path)` reads a run directory or checkpoint folder (None: the model shipped with animegen);
 `model.images(seeds, spec)` yields uint8 batches in which image k depends on seeds[k] alone, at any batch size.
 """
 
@@ -39,7 +39,7 @@ def default_batch_size(model_cfg: UNetConfig) -> int:
 
 
 @dataclass
-class Model:
+class TrainedModel:
     """kind "diffusion" (net is a Denoiser) or "stylegan2" (net is a Generator), its config and checkpoint."""
 
     kind: str
@@ -49,7 +49,7 @@ class Model:
     device: torch.device
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto") -> Model:
+    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto") -> "TrainedModel":
         """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen."""
         source = shipped_model() if path is None else path
         device = pick_device(str(device))

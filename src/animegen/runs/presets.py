@@ -44,6 +44,15 @@ CPU = {
 BOSS = {"model.channels": 64, "model.max_channels": 128, "model.z_dim": 128, "model.w_dim": 128,
         "model.mapping_layers": 2}
 
+# the settings people change most, by their flag name (--batch-size, or batch_size= in Python) -> config key
+FLAG_KEYS = {
+    "steps": "steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "timesteps": "diffusion.timesteps",
+    "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
+    "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
+    "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes", "bf16": "bf16",
+    "grad_accum": "optim.grad_accum", "device": "device",
+}
+
 PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU, "boss": BOSS}
 GAN_PRESETS = {"boss"}
 

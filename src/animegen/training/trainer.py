@@ -30,7 +30,8 @@ from animegen.data.dataset import BatchSampler
 from animegen.runs.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.runs.config import to_dict
 from animegen.training.distributed import DistEnv, gather, mean_and_any
-from animegen.viz.grid import save_grid
+from animegen.training.tensorboard import TensorBoardLog
+from animegen.viz.grid import make_grid, save_grid
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.signal: int | None = None  # the SIGINT/SIGTERM that stopped the run, if one did
         self.clock = time.monotonic  # for time-based checkpoints; a test may hand in a fake one
+        self.tensorboard = TensorBoardLog(self.run_dir) if cfg.tensorboard and self.rank == 0 else None
 
     # -- what a subclass provides --------------------------------------------------------------------------
     def train_step(self) -> float | dict[str, float]:
@@ -147,12 +149,16 @@ class Trainer:
     def log(self, row: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
+        if self.tensorboard:
+            self.tensorboard.scalars(row)
 
     def write_grid(self) -> None:
         """A grid of EMA samples with fixed seeds, so grids of successive steps are comparable."""
         s = self.cfg.sample
-        images = self.preview(list(range(s.seed, s.seed + s.num)))
-        save_grid(images.cpu(), self.run_dir / "samples" / f"step-{self.step:07d}.png")
+        images = self.preview(list(range(s.seed, s.seed + s.num))).cpu()
+        save_grid(images, self.run_dir / "samples" / f"step-{self.step:07d}.png")
+        if self.tensorboard:
+            self.tensorboard.grid(self.step, make_grid(images))
 
     # -- the outer loop --------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -198,6 +204,8 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers()
+            if self.tensorboard:
+                self.tensorboard.close()
         if self.step != last_saved:
             self.save()
         if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every != 0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -23,11 +25,18 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, fill:
     return grid
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> None:
-    """Write uint8 (N, 3, H, W) images as one PNG grid (atomically), optionally upscaled by `scale`."""
-    grid = make_grid(images, nrow)
-    picture = Image.fromarray(grid.permute(1, 2, 0).numpy())
+def grid_image(images: torch.Tensor | Sequence[Image.Image], nrow: int | None = None, scale: int = 1) -> Image.Image:
+    """uint8 (N, 3, H, W) images, or PIL images of one size, as one PIL grid (a notebook displays it inline)."""
+    if not isinstance(images, torch.Tensor):
+        images = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+                              for im in images])
+    picture = Image.fromarray(make_grid(images, nrow).permute(1, 2, 0).numpy())
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    return picture
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> None:
+    """Write uint8 (N, 3, H, W) images as one PNG grid (atomically), optionally upscaled by `scale`."""
     with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG", optimize=True)
+        grid_image(images, nrow, scale).save(tmp, format="PNG", optimize=True)

@@ -18,7 +18,7 @@ from animegen.core.errors import UserError
 from animegen.core.imagefiles import list_images, read_rgb
 from animegen.core.outputs import output_dir
 from animegen.metrics.registry import EvalContext
-from animegen.runs.model import Model
+from animegen.runs.model import TrainedModel
 from animegen.samplers.spec import SamplerSpec, parse_spec
 from animegen.viz.compare import plot_metrics_vs_nfe, row_label, save_side_by_side
 from animegen.workflows.evaluate import evaluate
@@ -41,7 +41,7 @@ def parse_samplers(text: str, model: SamplerSpec, timesteps: int) -> list[Sample
     return specs
 
 
-def compare(model: Model, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
+def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
             batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"),
             ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
     """Generate `num` images per sampler into out/samples/<label>/, score them, write the report.

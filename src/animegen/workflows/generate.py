@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from animegen.core.atomic import atomic_path, fsync_dir
 from animegen.core.errors import UserError
 from animegen.core.outputs import output_dir, output_file, writing
-from animegen.runs.model import Model
+from animegen.runs.model import TrainedModel
 from animegen.samplers.spec import SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def fit_quality(images: list[torch.Tensor], limit: int = HOMEWORK_TGZ_LIMIT) -> 
     return best
 
 
-def generate(model: Model, out: Path, num: int = 1000, seed: int = 0, spec: SamplerSpec | None = None,
+def generate(model: TrainedModel, out: Path, num: int = 1000, seed: int = 0, spec: SamplerSpec | None = None,
              batch_size: int | None = None, psi: float = 1.0, tgz: Path | None = None, force: bool = False,
              jpeg_quality: int | None = None) -> Generated:
     """Write images 1..num; image k uses seed `seed + k - 1` alone. spec None = the model's own sampler.

@@ -10,11 +10,11 @@ from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
 from animegen.core.outputs import output_file, writing
 from animegen.core.rng import StackedRandomGenerator
-from animegen.runs.model import Model
+from animegen.runs.model import TrainedModel
 from animegen.viz.grid import save_grid
 
 
-def interpolate(model: Model, out: Path, rows: int = 4, steps: int = 8, seed: int = 0, psi: float = 1.0) -> Path:
+def interpolate(model: TrainedModel, out: Path, rows: int = 4, steps: int = 8, seed: int = 0, psi: float = 1.0) -> Path:
     """Row r goes from the face of seed `seed + 2r` to that of `seed + 2r + 1` in `steps` equal steps of w
     (linear in w, where the mapping network makes the path perceptually even)."""
     if model.kind != "stylegan2":

@@ -8,13 +8,13 @@ from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
 from animegen.core.outputs import output_file
 from animegen.core.rng import StackedRandomGenerator
-from animegen.runs.model import Model
+from animegen.runs.model import TrainedModel
 from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
 from animegen.viz.progress import pick_frames, save_progress_figure
 
 
-def progress(model: Model, out: Path, num: int = 5, frames: int = 20, seed: int = 0,
+def progress(model: TrainedModel, out: Path, num: int = 5, frames: int = 20, seed: int = 0,
              spec: SamplerSpec | None = None) -> tuple[Path, Path]:
     """Write OUT (x_t per column) and OUT with suffix -x0 (x0_pred per column); returns both paths."""
     if model.kind != "diffusion":

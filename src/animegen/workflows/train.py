@@ -31,9 +31,10 @@ from animegen.runs.presets import preset_config
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.distributed import init_distributed, main_first, shutdown
 from animegen.training.gan_trainer import GANTrainer
+from animegen.training.tensorboard import require_tensorboard
 
 log = logging.getLogger(__name__)
-RESUME_OVERRIDES = ("steps", "max_minutes", "save_every", "save_minutes", "keep_checkpoints", "log_every", "eval_every", "eval_num",
+RESUME_OVERRIDES = ("steps", "max_minutes", "save_every", "save_minutes", "tensorboard", "keep_checkpoints", "log_every", "eval_every", "eval_num",
                     "sample.every", "device")
 EVAL_BATCH = 64
 
@@ -154,6 +155,8 @@ def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None
             return cfg, run_dir, ckpt
 
         cfg, run_dir, ckpt = main_first(env, prepare, share=True)
+        if cfg.tensorboard:
+            require_tensorboard()  # before minutes of decoding, not after
         size = cfg.model.image_size
         try:
             images = main_first(env, lambda: load_images(data, size, cache_dir, progress=env.is_main))
