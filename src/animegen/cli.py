@@ -65,7 +65,8 @@ POSITIVE, COUNT = at_least(1), at_least(0)
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
     """--sampler/--steps/--eta/--spacing/--threshold, with choices from the samplers' registry."""
     p.add_argument("--sampler", choices=list(SAMPLERS), default=sampler_default,
-                   help="ddpm (all T steps), ddim, or dpmpp = DPM-Solver++(2M) (default: the model's own sampler; "
+                   help="ddpm (all T steps), ddim, dpmpp = DPM-Solver++(2M), or unipc = UniPC-bh2 (default: the "
+                        "model's own sampler; "
                         "a named sampler starts with eta 0 and uniform spacing at the model's step count)")
     p.add_argument("--steps", type=POSITIVE, help="sampling steps for ddim/dpmpp (default: the model's)")
     p.add_argument("--eta", type=in_range(0.0, 1.0),

@@ -14,6 +14,7 @@ from animegen.samplers.ddpm import Callback, sample_ddpm
 from animegen.samplers.dpmpp import sample_dpmpp_2m
 from animegen.samplers.spec import SamplerSpec
 from animegen.samplers.timesteps import respaced_timesteps
+from animegen.samplers.unipc import sample_unipc
 
 
 def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str = "cpu",
@@ -29,6 +30,8 @@ def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, de
     ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
     if spec.name == "ddim":
         return sample_ddim(denoiser, x, ts, eta=spec.eta, **common)
+    if spec.name == "unipc":
+        return sample_unipc(denoiser, x, ts, **common)
     return sample_dpmpp_2m(denoiser, x, ts, eta=spec.eta, **common)
 
 

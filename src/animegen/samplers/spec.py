@@ -19,6 +19,7 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "ddpm": (),
     "ddim": ("steps", "eta", "spacing"),
     "dpmpp": ("steps", "eta", "spacing"),
+    "unipc": ("steps", "spacing"),
 }
 
 
