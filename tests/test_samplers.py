@@ -90,16 +90,21 @@ def test_respaced_timesteps():
         respaced_timesteps(100, 101)
 
 
-def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
-    from animegen.samplers.dpmpp import sample_dpmpp_2m
-
-    T = 100
+def random_denoiser(schedule: str, T: int) -> tuple[Denoiser, torch.Tensor]:
+    """A non-trivial (random, untrained) 8 px denoiser and 3 starting noises: samplers disagree on it visibly."""
     torch.manual_seed(0)
     net = UNet(UNetConfig(image_size=8, dim=8, dim_mults=(1,), attn_resolutions=()))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    den = Denoiser(net, alpha_bar("linear", T)).eval()
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    return Denoiser(net, alpha_bar(schedule, T)).eval(), x
+
+
+def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
+    from animegen.samplers.dpmpp import sample_dpmpp_2m
+
+    T = 100
+    den, x = random_denoiser("linear", T)
     ts = list(range(T - 1, -1, -1))
     a = sample_dpmpp_2m(den, x.clone(), ts)
     b = sample_ddim(den, x.clone(), ts, eta=0.0)
@@ -153,12 +158,7 @@ def test_unipc_with_all_steps_agrees_with_ddim_and_beats_dpmpp_at_few_steps():
     from animegen.samplers.unipc import sample_unipc, unipc_coefficients
 
     T = 100
-    torch.manual_seed(0)
-    net = UNet(UNetConfig(image_size=8, dim=8, dim_mults=(1,), attn_resolutions=()))
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    den = Denoiser(net, alpha_bar("cosine", T)).eval()
-    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    den, x = random_denoiser("cosine", T)
     every = list(range(T - 1, -1, -1))
     exact = sample_ddim(den, x.clone(), every, eta=0.0)  # the ODE solved with 100 small steps
     assert (sample_unipc(den, x.clone(), every) - exact).abs().max() < 0.05
