@@ -12,7 +12,9 @@ from conftest import FAST, cli
 def test_dry_run_prints_the_resolved_preset():
     out = json.loads(cli("train", "--preset", "strong", "--dry-run", "--lr", "2e-4").stdout)
     assert out["model"]["dim"] == 32 and out["model"]["dim_mults"] == [1, 2, 4, 8]
-    assert out["diffusion"] == {"timesteps": 1000, "schedule": "cosine", "objective": "pred_noise", "min_snr_gamma": None}
+    assert out["diffusion"] == {"timesteps": 1000, "schedule": "cosine", "objective": "pred_noise", "min_snr_gamma": None,
+                                "t_sampling": "uniform", "p_mean": -1.2, "p_std": 1.2}
+    assert (out["optim"]["lr_schedule"], out["ema"]["kind"]) == ("constant", "homework")  # the homework's, kept
     assert out["augment"]["rotate_deg"] == 10.0 and out["optim"]["lr"] == 2e-4
 
 

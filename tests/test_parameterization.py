@@ -79,3 +79,16 @@ def test_thresholds_bring_x0_into_range_and_dynamic_rescales_instead_of_saturati
             torch.testing.assert_close(upper_quantile(a, q), a.quantile(q, dim=1))
     with pytest.raises(ValueError, match="unknown threshold"):
         threshold_x0(wild, "soft")
+
+
+def test_lognormal_timesteps_follow_edms_noise_distribution():
+    from animegen.diffusion.loss import DiffusionLoss
+
+    ab = alpha_bar("cosine", 1000)
+    den = Denoiser(torch.nn.Identity(), ab, "edm", image_shape=(3, 8, 8))
+    loss = DiffusionLoss(t_sampling="lognormal", p_mean=-1.2, p_std=1.2)
+    t, _ = loss.draw(den, torch.zeros(20000, 3, 8, 8), torch.Generator().manual_seed(0))
+    log_sigma = 0.5 * ((1 - ab[t]) / ab[t]).log()
+    assert abs(float(log_sigma.median()) + 1.2) < 0.05 and abs(float(log_sigma.std()) - 1.2) < 0.05
+    uniform, _ = DiffusionLoss().draw(den, torch.zeros(20000, 3, 8, 8), torch.Generator().manual_seed(0))
+    assert abs(float(uniform.float().mean()) - 499.5) < 10  # the default stays DDPM's uniform t

@@ -50,15 +50,15 @@ def test_resume_continues_bit_for_bit(tmp_path, faces16):
 
 
 def test_checkpoints_also_follow_the_clock(tmp_path, faces16):
-    # a fake clock that advances 4 minutes a call: with save_minutes=10 a save falls due every few steps,
+    # a fake clock on which every step takes 4 minutes: with save_minutes=10 a save falls due every third step,
     # long before save_every's 1000
     cfg = tiny_cfg(**{"steps": 9, "save_every": 1000, "save_minutes": 10.0, "keep_checkpoints": 10})
     trainer = DiffusionTrainer(cfg, tmp_path, faces16[:32])
-    ticks = iter(range(0, 10_000, 240))
-    trainer.clock = lambda: float(next(ticks))
+    trainer.clock = lambda: trainer.step * 240.0
     trainer.run()
     saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").iterdir())
-    assert saved == [3, 6, 9]  # 0 s at start; steps 1, 2, 3 read 240, 480, 720 s: the save at 3 resets the mark
+    assert saved == [3, 6, 9]  # 720 s after the start, then 720 s after each save
+    assert trainer.elapsed == 9 * 240.0
 
 
 def test_resume_on_a_smaller_data_set_starts_a_new_data_order(tmp_path, faces16, caplog):
@@ -72,6 +72,53 @@ def test_resume_on_a_smaller_data_set_starts_a_new_data_order(tmp_path, faces16,
     for _ in range(6):  # two epochs of the new set: every index is in range
         assert int(smaller.sampler.next().max()) < 16
     assert smaller.step == 3 and math.isfinite(smaller.train_step())
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_lr_reaches_its_floor_at_the_planned_last_step(schedule):
+    from animegen.training.lr_plan import lr_factor
+
+    factors = [lr_factor(schedule, k, 100, warmup=10, floor=0.05) for k in range(100)]
+    assert factors[:10] == [pytest.approx((k + 1) / 10) for k in range(10)]  # warm-up
+    assert factors[10] == 1.0
+    if schedule == "constant":
+        assert set(factors[10:]) == {1.0}
+    else:
+        assert factors[-1] == pytest.approx(0.05) and factors[-2] > 0.05
+        assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # never rises after warm-up
+    if schedule == "cosine":
+        assert factors[10 + 89 // 2] == pytest.approx(0.525, abs=0.01)  # halfway: halfway down
+
+
+def test_the_plan_follows_from_the_step_time():
+    from animegen.training.lr_plan import plan_total
+
+    # 10 minutes, 2 of them spent in 100 steps: at 1.2 s a step the other 8 hold 400 more
+    assert plan_total(100, 120.0, 600.0, 1.2, cap=10_000) == 500
+    assert plan_total(100, 120.0, 600.0, 1.2, cap=300) == 300  # --steps caps it
+    assert plan_total(100, 700.0, 600.0, 1.2, cap=10_000) == 100  # over budget: stop now
+
+
+def test_a_planned_run_ends_at_its_plan_with_the_lr_at_its_floor_and_resumes_it(tmp_path, faces16):
+    # every step takes 3 s on a fake clock, so 1 minute holds 20 of them: the plan (made after PLAN_AFTER
+    # steps) ends the run at step 20 with the last lr at the floor
+    cfg = tiny_cfg(**{"steps": 1000, "max_minutes": 1.0, "optim.lr_schedule": "cosine", "optim.lr_floor": 0.1,
+                      "save_every": 10})
+    trainer = DiffusionTrainer(cfg, tmp_path, faces16[:32])
+    trainer.clock = lambda: trainer.step * 3.0
+    trainer.run()
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert trainer.step == trainer.total_steps == 20 and rows[-1]["planned_steps"] == 20
+    assert rows[-1]["lr"] == pytest.approx(cfg.optim.lr * 0.1)
+    # resumed with 30 more seconds: re-planned at once from the saved run's step time
+    longer = tiny_cfg(**{"steps": 1000, "max_minutes": 1.5, "optim.lr_schedule": "cosine", "optim.lr_floor": 0.1,
+                         "save_every": 10})
+    resumed = DiffusionTrainer(longer, tmp_path, faces16[:32])
+    resumed.resume(tmp_path / "checkpoints" / "step-0000020")
+    assert resumed.total_steps == 30
+    resumed.clock = lambda: resumed.step * 3.0
+    resumed.run()
+    assert resumed.step == 30 and resumed.lr_at(29) == pytest.approx(cfg.optim.lr * 0.1)
 
 
 def test_run_writes_grid_log_curve_and_checkpoint(tmp_path, faces16):
@@ -133,3 +180,23 @@ def test_eval_every_logs_swd_and_afd_of_ema_samples(tmp_path, faces16):
     assert scores[0]["swd"] > 0 and 0 <= scores[0]["afd"] <= 1
     assert len(list((tmp_path / "eval" / "real").glob("*.jpg"))) == 16
     assert [p.name for p in (tmp_path / "eval").iterdir()] == ["real"]  # generated samples are cleaned up
+
+
+@pytest.mark.parametrize("std", [0.05, 0.10, 0.20])
+def test_power_ema_spans_its_relative_width_of_the_run(std):
+    # feed the EMA a parameter equal to the update count u (then u^2): the EMA is then the first (second) moment
+    # of its averaging profile, whose std must be std * U at every length U — the run-length-free property
+    from animegen.runs.config import EMAConfig
+    from animegen.training.ema import make_ema
+
+    for total in (500, 4000):
+        moments = []
+        for power in (1, 2):
+            net = torch.nn.Linear(1, 1, bias=False).double()
+            ema = make_ema(net, EMAConfig(kind="power", std=std, every=1))
+            for u in range(1, total + 1):
+                net.weight.data.fill_(float(u) ** power)
+                ema.update_parameters(net)  # update u; the first copies
+            moments.append(float(ema.module.weight))
+        mean, second = moments
+        assert (second - mean**2) ** 0.5 / total == pytest.approx(std, rel=0.03)

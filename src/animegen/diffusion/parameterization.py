@@ -4,6 +4,9 @@ With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps:
 - pred_noise: the net predicts eps (Ho et al. 2020)
 - pred_x0:    the net predicts x0
 - pred_v:     the net predicts v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022)
+- edm:        EDM's preconditioning (Karras et al. 2022, eq. 7): with sigma = sqrt(1 - alpha_bar) / sqrt(alpha_bar)
+              and x = x_t / sqrt(alpha_bar) = x0 + sigma eps, D(x) = c_skip x + c_out F; the net predicts F, so
+              the unweighted MSE on F is EDM's weighted loss on D (lambda(sigma) c_out^2 = 1)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import Tensor, nn
 
 THRESHOLDS = ("static", "dynamic", "none")
 DYNAMIC_PERCENTILE = 0.995  # Imagen's p
+SIGMA_DATA = 0.5  # EDM's sigma_data: the standard deviation of the data (faces in [-1, 1]: ~0.5)
 
 
 def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -35,6 +39,26 @@ class Objective:
     x0_mse_scale: Callable[[Tensor], Tensor]                                       # snr -> factor
 
 
+def _edm_scales(a: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(sigma, c_skip, c_out) of EDM's preconditioning at x_t = a x0 + s eps."""
+    sigma = s / a
+    c_skip = SIGMA_DATA**2 / (sigma**2 + SIGMA_DATA**2)
+    c_out = sigma * SIGMA_DATA / (sigma**2 + SIGMA_DATA**2).sqrt()
+    return sigma, c_skip, c_out
+
+
+def _edm_target(x0: Tensor, eps: Tensor, a: Tensor, s: Tensor) -> Tensor:
+    sigma, c_skip, c_out = _edm_scales(a, s)
+    return (x0 - c_skip * (x0 + sigma * eps)) / c_out
+
+
+def _edm_to_x0_eps(out: Tensor, x_t: Tensor, a: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    sigma, c_skip, c_out = _edm_scales(a, s)
+    x = x_t / a
+    x0 = c_skip * x + c_out * out
+    return x0, (x - x0) / sigma
+
+
 OBJECTIVES: dict[str, Objective] = {
     "pred_noise": Objective(target=lambda x0, eps, a, s: eps,
                             to_x0_eps=lambda out, x_t, a, s: ((x_t - s * out) / a, out),
@@ -45,6 +69,9 @@ OBJECTIVES: dict[str, Objective] = {
     "pred_v": Objective(target=lambda x0, eps, a, s: a * eps - s * x0,
                         to_x0_eps=lambda out, x_t, a, s: (a * x_t - s * out, s * x_t + a * out),
                         x0_mse_scale=lambda snr: snr + 1),
+    # F-space MSE = D-space MSE / c_out^2, and 1 / c_out^2 = (1 + sigma_data^2 snr) / sigma_data^2
+    "edm": Objective(target=_edm_target, to_x0_eps=_edm_to_x0_eps,
+                     x0_mse_scale=lambda snr: (1 + SIGMA_DATA**2 * snr) / SIGMA_DATA**2),
 }
 
 

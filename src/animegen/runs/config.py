@@ -14,6 +14,9 @@ from typing import Any
 
 from animegen.core.errors import UserError
 from animegen.data.augment import AugmentConfig
+from animegen.diffusion.loss import T_SAMPLINGS
+from animegen.diffusion.parameterization import OBJECTIVES
+from animegen.diffusion.schedules import SCHEDULES
 from animegen.models.unet import UNetConfig
 from animegen.samplers.spec import SamplerSpec
 
@@ -22,8 +25,21 @@ from animegen.samplers.spec import SamplerSpec
 class DiffusionConfig:
     timesteps: int = 100
     schedule: str = "linear"            # linear | cosine | sigmoid
-    objective: str = "pred_noise"       # pred_noise | pred_x0 | pred_v
+    objective: str = "pred_noise"       # pred_noise | pred_x0 | pred_v | edm
     min_snr_gamma: float | None = None  # e.g. 5.0 (Hang et al. 2023); None = plain MSE
+    t_sampling: str = "uniform"         # training timesteps: uniform in [0, T), or lognormal in sigma (EDM)
+    p_mean: float = -1.2                # lognormal: ln(sigma) ~ N(p_mean, p_std^2) (EDM's values)
+    p_std: float = 1.2
+
+    def __post_init__(self) -> None:
+        for name, value, choices in [("objective", self.objective, OBJECTIVES), ("schedule", self.schedule, SCHEDULES),
+                                     ("t_sampling", self.t_sampling, T_SAMPLINGS)]:
+            if value not in choices:
+                raise UserError(f"diffusion.{name}={value!r}: choose from {', '.join(choices)}")
+        check_ranges("diffusion", self, positive=("p_std",), at_least_one=("timesteps",))
+
+
+LR_SCHEDULES = ("constant", "cosine", "linear")  # training/lr_plan.py gives them their shapes
 
 
 @dataclass(frozen=True)
@@ -33,12 +49,18 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"       # constant | cosine | linear: decay to lr_floor * lr at the planned last step
+    lr_floor: float = 0.01
     grad_clip: float = 1.0
     batch_size: int = 16                # global batch (summed over processes and accumulation)
     grad_accum: int = 1
 
     def __post_init__(self) -> None:
         check_ranges("optim", self, positive=("lr",), at_least_one=("batch_size", "grad_accum"))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"optim.lr_schedule={self.lr_schedule!r}: choose from {', '.join(LR_SCHEDULES)}")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise UserError(f"optim.lr_floor={self.lr_floor!r}: a fraction of lr, from 0 to 1")
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,15 @@ class EMAConfig:
     decay: float = 0.995
     every: int = 10                     # update the EMA every this many optimizer steps
     warmup: bool = True                 # ramp the decay up as the homework's ema_pytorch does
+    kind: str = "homework"              # homework (decay above) | power (EDM2's, sized to the run by std)
+    std: float = 0.10                   # power: relative width sigma_rel of the average (EDM2: 0.05-0.15)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("homework", "power"):
+            raise UserError(f"ema.kind={self.kind!r}: choose homework or power")
+        if not 0.0 < self.std < 0.28:  # sigma_rel = 0.2887 is gamma = 0 (a flat average); beyond, no gamma > -1
+            raise UserError(f"ema.std={self.std!r}: must be between 0 and 0.28")
+        check_ranges("ema", self, at_least_one=("every",))
 
 
 @dataclass(frozen=True)

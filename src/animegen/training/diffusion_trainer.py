@@ -26,6 +26,7 @@ from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
 from animegen.training.distributed import DistEnv, mean_and_any
 from animegen.training.ema import make_ema
+from animegen.training.lr_plan import lr_factor
 from animegen.training.trainer import Evaluator, Trainer
 from animegen.viz.curves import plot_loss
 
@@ -49,10 +50,11 @@ class DiffusionTrainer(Trainer):
             ddp = DistributedDataParallel(self.denoiser.net,
                                           device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self._train_denoiser = self.denoiser.with_net(ddp)
-        self.ema = make_ema(self.denoiser.net, cfg.ema.decay, cfg.ema.every, cfg.ema.warmup)
+        self.ema = make_ema(self.denoiser.net, cfg.ema)
         self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
         self.optimizer = self._make_optimizer()
-        self.loss_fn = DiffusionLoss(cfg.diffusion.min_snr_gamma)
+        d = cfg.diffusion
+        self.loss_fn = DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -77,8 +79,9 @@ class DiffusionTrainer(Trainer):
 
     # -- one step --------------------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        warmup = self.cfg.optim.warmup_steps
-        return self.cfg.optim.lr * (min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+        """The lr of the optimizer step with 0-based index `step`, on the run's current plan."""
+        o = self.cfg.optim
+        return o.lr * lr_factor(o.lr_schedule, step, self.total_steps, o.warmup_steps, o.lr_floor)
 
     def next_batch(self) -> torch.Tensor:
         x = super().next_batch()
@@ -121,4 +124,4 @@ class DiffusionTrainer(Trainer):
         return to_uint8(sample_batch(self.ema_denoiser(), seeds, self.cfg.sample.spec, self.device))
 
     def log_extras(self) -> dict:
-        return {"lr": self.lr_at(self.step - 1)}
+        return {"lr": self.lr_at(self.step - 1), "planned_steps": self.total_steps}

@@ -1,4 +1,5 @@
-"""EMA of the weights via torch.optim.swa_utils.AveragedModel, with the warm-up of the homework's ema_pytorch.
+"""EMA of the weights via torch.optim.swa_utils.AveragedModel: the homework's (ema_pytorch's warm-up to a fixed
+decay) or EDM2's power-function EMA, whose length grows with the run.
 
 A fixed decay of 0.995 per 10 steps keeps ~78% of the *initial* weights after 500 steps, so early sample
 grids show pure noise. ema_pytorch (the homework's EMA) ramps the decay up instead:
@@ -8,9 +9,12 @@ update_after_step steps.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+
+from animegen.runs.config import EMAConfig
 
 UPDATE_AFTER_STEP = 100
 POWER = 2 / 3
@@ -24,11 +28,29 @@ def ema_decay(beta: float, step: int, warmup: bool = True) -> float:
     return min(beta, max(0.0, 1 - (1 + epoch) ** -POWER))
 
 
-def make_ema(net: nn.Module, beta: float, every: int, warmup: bool = True) -> AveragedModel:
-    """An AveragedModel of `net` updated every `every` steps; n_averaged counts updates, so step = n * every."""
+def power_exponent(std: float) -> float:
+    """gamma of EDM2's power-function EMA (Karras et al. 2024, eq. 3) for a relative std sigma_rel = `std`:
+    the averaging profile p(tau) ~ tau^gamma over [0, t] has std sigma_rel t, i.e.
+    sigma_rel^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)); gamma is the largest real root of the cubic."""
+    inv = std ** -2
+    return float(np.roots([1, 7, 16 - inv, 12 - inv]).real.max())
+
+
+def power_decay(gamma: float, update: int) -> float:
+    """beta at the update-th EMA update (1-based; the first copies): (1 - 1/update)^(gamma + 1)."""
+    return (1 - 1 / update) ** (gamma + 1)
+
+
+def make_ema(net: nn.Module, cfg: EMAConfig) -> AveragedModel:
+    """An AveragedModel of `net` updated every cfg.every steps; n_averaged counts updates, so step = n * every.
+
+    kind "homework": ema_pytorch's decay, warmed up to cfg.decay. kind "power": EDM2's power function with
+    relative width cfg.std, so the average always spans the same share of the run, however long it is."""
+    gamma = power_exponent(cfg.std) if cfg.kind == "power" else None
 
     def multi_avg_fn(ema_params, params, num_averaged):
-        decay = ema_decay(beta, int(num_averaged) * every, warmup)
+        n = int(num_averaged)  # updates before this one
+        decay = power_decay(gamma, n + 1) if gamma is not None else ema_decay(cfg.decay, n * cfg.every, cfg.warmup)
         torch._foreach_lerp_(ema_params, params, 1 - decay)
 
     return AveragedModel(net, multi_avg_fn=multi_avg_fn, use_buffers=True)

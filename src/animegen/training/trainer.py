@@ -30,6 +30,7 @@ from animegen.data.dataset import BatchSampler
 from animegen.runs.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.runs.config import to_dict
 from animegen.training.distributed import DistEnv, gather, mean_and_any
+from animegen.training.lr_plan import PLAN_AFTER, plan_total
 from animegen.training.tensorboard import TensorBoardLog
 from animegen.viz.grid import make_grid, save_grid
 
@@ -64,6 +65,9 @@ class Trainer:
         self.signal: int | None = None  # the SIGINT/SIGTERM that stopped the run, if one did
         self.clock = time.monotonic  # for time-based checkpoints; a test may hand in a fake one
         self.tensorboard = TensorBoardLog(self.run_dir) if cfg.tensorboard and self.rank == 0 else None
+        # the horizon: cfg.steps, or with --max-minutes and a decaying lr, what the measured step time allows
+        self.total_steps = cfg.steps
+        self._measured = (0, 0.0)  # (steps, seconds) timed in this process
 
     # -- what a subclass provides --------------------------------------------------------------------------
     def train_step(self) -> float | dict[str, float]:
@@ -96,12 +100,35 @@ class Trainer:
         x = self.images[self.sampler.next()].to(self.device, torch.float32) / 255.0
         return augment(x, self.cfg.augment, self.generator) * 2 - 1
 
+    # -- the plan --------------------------------------------------------------------------------------------
+    def plans_by_time(self) -> bool:
+        """True when the horizon comes from --max-minutes: a decaying lr needs to know where the run ends."""
+        return self.cfg.max_minutes is not None and getattr(self.cfg.optim, "lr_schedule", "constant") != "constant"
+
+    def replan(self) -> None:
+        """Set total_steps from the step time measured so far (every log step, and on resume; see
+        training/lr_plan.py): this process's own once it has timed PLAN_AFTER steps, before that the saved run's."""
+        if not self.plans_by_time():
+            return
+        steps, seconds = self._measured
+        earlier_steps, earlier_seconds = self.step - steps, self.elapsed - seconds
+        if steps >= PLAN_AFTER:
+            rate = seconds / steps
+        elif earlier_steps >= PLAN_AFTER:
+            rate = earlier_seconds / earlier_steps
+        else:
+            return
+        # every rank plans from the mean step time, so all stop at the same step
+        rate, _ = mean_and_any(rate, False, self.env, self.device)
+        self.total_steps = plan_total(self.step, self.elapsed, self.cfg.max_minutes * 60, rate, self.cfg.steps)
+
     # -- state -----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a resume needs; the data order and RNGs of every rank (collected from all of them)."""
         mine = {"sampler": self.sampler.state_dict(), "generator": self.generator.get_state().cpu(),
                 "torch_rng": torch.get_rng_state()}
-        return {"step": self.step, "elapsed": self.elapsed, **self.extra_state(), "ranks": gather(mine, self.env)}
+        return {"step": self.step, "elapsed": self.elapsed, "total_steps": self.total_steps, **self.extra_state(),
+                "ranks": gather(mine, self.env)}
 
     def save(self) -> Path | None:
         """Checkpoint (rank 0 writes; every rank must call it, since the state is gathered from all ranks)."""
@@ -123,6 +150,10 @@ class Trainer:
         try:
             self.load_extra_state(state)
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            # the saved plan, re-planned at once from the saved step time (more minutes or steps extend it)
+            saved_total = int(state.get("total_steps", self.cfg.steps))
+            self.total_steps = saved_total if self.plans_by_time() and saved_total > self.step else self.cfg.steps
+            self.replan()  # with the saved run's step time: an extended budget is planned from the first step
             # checkpoints from before per-rank state kept one process's data order and RNGs at the top level
             ranks = state.get("ranks") or [{k: state[k] for k in ("sampler", "generator", "torch_rng")}]
             self._load_rank_states(ranks, ckpt)
@@ -165,20 +196,24 @@ class Trainer:
         """Train until cfg.steps, cfg.max_minutes or SIGINT/SIGTERM; save, and return the run directory."""
         cfg = self.cfg
         self._install_signal_handlers()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {cfg.preset}", unit="step",
                    disable=self.rank != 0, dynamic_ncols=True)
         window: dict[str, float] = {}
         window_n, window_t = 0, time.perf_counter()
         last_saved, last_save_time = self.step, self.clock()
         try:
-            while self.step < cfg.steps and self.stop_reason is None:
-                t0 = time.perf_counter()
+            while self.step < self.total_steps and self.stop_reason is None:
+                t0 = self.clock()
                 out = self.train_step()
                 for key, value in (out if isinstance(out, dict) else {"loss": out}).items():
                     window[key] = window.get(key, 0.0) + value
                 window_n += 1
-                self.elapsed += time.perf_counter() - t0
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                seconds = self.clock() - t0
+                self.elapsed += seconds
+                self._measured = (self._measured[0] + 1, self._measured[1] + seconds)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    self.replan()
+                    bar.total = self.total_steps
                     now = time.perf_counter()
                     img_s = window_n * cfg.optim.batch_size / max(now - window_t, 1e-9)
                     means = {k: v / window_n for k, v in window.items()}
@@ -190,7 +225,9 @@ class Trainer:
                     window, window_n, window_t = {}, 0, time.perf_counter()
                 bar.update(1)
                 self._periodic_outputs(bar)
-                if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60:
+                # a planned run ends at its planned step; the time limit then only guards against a slowdown
+                slack = 1.05 if self.plans_by_time() else 1.0
+                if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60 * slack:
                     self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
                 # checkpoints every save_every steps or save_minutes, whichever comes first; ranks save and stop
                 # together: one all-reduce carries rank 0's clock verdict and any rank's stop

@@ -24,7 +24,7 @@ def read_log(path: Path) -> list[dict]:
 
 
 def plot_loss(log_path: Path, out_path: Path, title: str = "training loss") -> None:
-    """Loss against step (log scale), raw and smoothed."""
+    """Loss against step (log scale), raw and smoothed; the learning rate on a second axis when logged."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +44,13 @@ def plot_loss(log_path: Path, out_path: Path, title: str = "training loss") -> N
     ax.plot(steps, smooth, label="smoothed")
     ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left")
+    lr_rows = [r for r in rows if "lr" in r]
+    if lr_rows:  # the lr plan (warm-up, decay to the floor) beside the loss it shapes
+        lr_ax = ax.twinx()
+        lr_ax.plot([r["step"] for r in lr_rows], [r["lr"] for r in lr_rows], color="tab:green", lw=1, label="lr")
+        lr_ax.set_ylabel("learning rate", color="tab:green")
+        lr_ax.set_ylim(bottom=0)
     fig.tight_layout()
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="png")
