@@ -92,3 +92,9 @@ def test_lognormal_timesteps_follow_edms_noise_distribution():
     assert abs(float(log_sigma.median()) + 1.2) < 0.05 and abs(float(log_sigma.std()) - 1.2) < 0.05
     uniform, _ = DiffusionLoss().draw(den, torch.zeros(20000, 3, 8, 8), torch.Generator().manual_seed(0))
     assert abs(float(uniform.float().mean()) - 499.5) < 10  # the default stays DDPM's uniform t
+
+
+def test_the_clis_objective_names_are_the_implemented_ones():
+    from animegen.core.names import OBJECTIVE_NAMES
+
+    assert OBJECTIVE_NAMES == tuple(OBJECTIVES)

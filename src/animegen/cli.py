@@ -12,9 +12,7 @@ from pathlib import Path
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
 from animegen.core.outputs import describe
-from animegen.diffusion.parameterization import OBJECTIVES, THRESHOLDS
-from animegen.samplers.spec import SAMPLERS
-from animegen.samplers.timesteps import SPACINGS
+from animegen.core.names import OBJECTIVE_NAMES, SAMPLERS, SPACINGS, THRESHOLDS
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,7 +99,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--timesteps", type=at_least(2), help="diffusion steps T")
     p.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"])
-    p.add_argument("--objective", choices=list(OBJECTIVES))
+    p.add_argument("--objective", choices=list(OBJECTIVE_NAMES))
     p.add_argument("--dim", type=POSITIVE, help="UNet base channels")
     p.add_argument("--dim-mults", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 1,2,4,8")
     p.add_argument("--grad-accum", type=POSITIVE)

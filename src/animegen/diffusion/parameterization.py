@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-THRESHOLDS = ("static", "dynamic", "none")
+from animegen.core.names import THRESHOLDS
+
 DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 SIGMA_DATA = 0.5  # EDM's sigma_data: the standard deviation of the data (faces in [-1, 1]: ~0.5)
 

@@ -11,16 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from animegen.core.errors import UserError
-from animegen.diffusion.parameterization import THRESHOLDS
-from animegen.samplers.timesteps import SPACINGS
+from animegen.core.names import SAMPLERS, SPACINGS, THRESHOLDS
 
-# sampler name -> the options it reads besides threshold (ddpm runs all T steps: no steps, eta or spacing)
-SAMPLERS: dict[str, tuple[str, ...]] = {
-    "ddpm": (),
-    "ddim": ("steps", "eta", "spacing"),
-    "dpmpp": ("steps", "eta", "spacing"),
-    "unipc": ("steps", "spacing"),
-}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-SPACINGS = ("uniform", "trailing", "quadratic", "logsnr")
+from animegen.core.names import SPACINGS
+
 
 
 def respaced_timesteps(T: int, steps: int, spacing: str = "uniform", alpha_bar: torch.Tensor | None = None

@@ -1,0 +1,14 @@
+"""The names of the choices the command line offers, in a module without torch, so `animegen --help` starts at
+once. The modules that implement each choice import their names from here (one place for each list)."""
+
+OBJECTIVE_NAMES = ("pred_noise", "pred_x0", "pred_v", "edm")   # diffusion/parameterization.py: OBJECTIVES
+THRESHOLDS = ("static", "dynamic", "none")                      # diffusion/parameterization.py: threshold_x0
+SPACINGS = ("uniform", "trailing", "quadratic", "logsnr")       # samplers/timesteps.py
+# sampler name -> the options it reads besides threshold (ddpm runs all T steps: no steps, eta or spacing);
+# samplers/run.py dispatches on these names
+SAMPLERS: dict[str, tuple[str, ...]] = {
+    "ddpm": (),
+    "ddim": ("steps", "eta", "spacing"),
+    "dpmpp": ("steps", "eta", "spacing"),
+    "unipc": ("steps", "spacing"),
+}
