@@ -28,7 +28,7 @@ def tiny_cfg(**extra):
 
 def test_tiny_model_overfits_eight_faces(tmp_path, faces16):
     trainer = DiffusionTrainer(tiny_cfg(**{"optim.lr": 3e-3, "optim.batch_size": 8}), tmp_path, faces16[:8])
-    losses = [trainer.train_step() for _ in range(300)]
+    losses = [float(trainer.train_step()) for _ in range(300)]
     start, end = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert end < 0.35 * start, (start, end)
 
@@ -36,7 +36,7 @@ def test_tiny_model_overfits_eight_faces(tmp_path, faces16):
 def test_resume_continues_bit_for_bit(tmp_path, faces16):
     cfg = tiny_cfg(**{"ema.every": 2, "augment.hflip": True, "augment.rotate_deg": 10.0, "model.dropout": 0.1})
     straight = DiffusionTrainer(cfg, tmp_path / "a", faces16[:64])
-    reference = [straight.train_step() for _ in range(7)]
+    reference = [float(straight.train_step()) for _ in range(7)]
 
     first = DiffusionTrainer(cfg, tmp_path / "b", faces16[:64])
     [first.train_step() for _ in range(4)]
@@ -44,7 +44,7 @@ def test_resume_continues_bit_for_bit(tmp_path, faces16):
     resumed = DiffusionTrainer(cfg, tmp_path / "b", faces16[:64])
     resumed.resume(ckpt)
     assert resumed.step == 4
-    assert [resumed.train_step() for _ in range(3)] == reference[4:]
+    assert [float(resumed.train_step()) for _ in range(3)] == reference[4:]
     for p, q in zip(resumed.ema.module.parameters(), straight.ema.module.parameters()):
         assert torch.equal(p, q)
 

@@ -76,15 +76,16 @@ def animegen_side(preset: str, images: torch.Tensor, run_dir: Path) -> Side:
 
 
 def peer_side(preset: str, batch: torch.Tensor) -> Side:
-    """lucidrains' Unet + GaussianDiffusion, stepped as its Trainer.train does (without accelerate)."""
+    """lucidrains' Unet + GaussianDiffusion on batch's device, stepped as its Trainer.train does (without
+    accelerate)."""
     from denoising_diffusion_pytorch import GaussianDiffusion, Unet
     from ema_pytorch import EMA
 
     torch.manual_seed(0)
     unet_args, diffusion_args = PEER_ARGS[preset]
-    diffusion = GaussianDiffusion(Unet(**unet_args), image_size=batch.shape[-1], **diffusion_args)
+    diffusion = GaussianDiffusion(Unet(**unet_args), image_size=batch.shape[-1], **diffusion_args).to(batch.device)
     optimizer = torch.optim.Adam(diffusion.parameters(), lr=LR, betas=(0.9, 0.99))
-    ema = EMA(diffusion, beta=0.995, update_every=10)
+    ema = EMA(diffusion, beta=0.995, update_every=10).to(batch.device)
     ema.ema_model.eval()
 
     def train_step() -> float:

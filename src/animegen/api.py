@@ -117,13 +117,14 @@ class Run:
         grids = sorted((self.path / "samples").glob("step-*.png"))
         return _loaded(grids[-1]) if grids else None
 
-    def load(self, device: str = "auto") -> Model:
-        return load(self.path, device)
+    def load(self, device: str = "auto", bf16: str = "auto") -> Model:
+        return load(self.path, device, bf16)
 
 
-def load(path: str | os.PathLike | None = None, device: str = "auto") -> Model:
-    """A run directory or checkpoint folder; None loads the model shipped with animegen (works offline)."""
-    return Model.load(path, device)
+def load(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto") -> Model:
+    """A run directory or checkpoint folder; None loads the model shipped with animegen (works offline).
+    bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX)."""
+    return Model.load(path, device, bf16)
 
 
 def train(data: str | os.PathLike, preset: str | None = None, out: str | os.PathLike | None = None,

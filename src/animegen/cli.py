@@ -12,7 +12,8 @@ from pathlib import Path
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
 from animegen.core.outputs import describe
-from animegen.core.names import OBJECTIVE_NAMES, SAMPLERS, SPACINGS, THRESHOLDS
+from animegen.core.names import (COMPILE_SETTINGS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS, SPACINGS,
+                                 THRESHOLDS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -90,7 +91,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                                      "archive of face images")
     p.add_argument("--data", help="folder of images (searched recursively) or a .zip/.tar/.tar.gz of them")
     p.add_argument("--preset", help="simple (default) | medium | strong (the homework's ladder), cpu (best per "
-                                    "CPU-hour), boss (StyleGAN2); on --resume, the run's own")
+                                    "CPU-hour), gpu (the cpu recipe scaled to one GPU), boss (StyleGAN2); on "
+                                    "--resume, the run's own")
     p.add_argument("--out", type=Path, help="run directory (default: runs/NNNNN-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
@@ -109,7 +111,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-minutes", type=positive_float,
                    help="also checkpoint when this many minutes passed since the last save (default 10)")
     p.add_argument("--eval-every", type=COUNT, help="score SWD/AFD on a small sample every N steps (0: never)")
-    p.add_argument("--bf16", choices=["auto", "on", "off"], help="bf16 autocast (auto: only where it is fast)")
+    p.add_argument("--bf16", choices=PRECISION_SETTINGS, help="bf16 autocast (auto: only where it is fast)")
+    p.add_argument("--compile", choices=COMPILE_SETTINGS,
+                   help="auto (default): one CUDA graph per step on a GPU, inductor on a CPU with native bf16 for "
+                        "long runs; on: also inductor on a GPU, and on any CPU with a C++ compiler; off: eager")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.attn_resolutions=[16,8] (repeatable)")
@@ -157,6 +162,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jpeg-quality", type=in_range(1, 100, int),
                    help="default: 95, or with --tgz the highest quality whose archive fits in 2,000,000 bytes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--bf16", choices=PRECISION_SETTINGS, default="auto",
+                   help="run the UNet in bf16 (auto: where the hardware has it: a GPU, AVX512-BF16 or AMX)")
     p.add_argument("--force", action="store_true", help="replace an earlier generation in --out (never other files)")
     p.set_defaults(func=cmd_generate)
 
@@ -165,7 +172,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model = load(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device, args.bf16)
     done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
                     args.tgz, args.force, args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""

@@ -25,8 +25,10 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(setting: str, device: torch.device) -> bool:
-    """Resolve a 'auto' | 'on' | 'off' bf16 setting for `device`."""
+def use_bf16(setting: str, device: torch.device | str) -> bool:
+    """Resolve a 'auto' | 'on' | 'off' bf16 setting for `device`: auto is on where bf16 runs in hardware (a CUDA
+    GPU that has it, a CPU with AVX512-BF16 or AMX) and off where it would be emulated."""
+    device = torch.device(device)
     if setting == "on":
         return True
     if setting == "off":

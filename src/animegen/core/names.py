@@ -12,3 +12,5 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "dpmpp": ("steps", "eta", "spacing"),
     "unipc": ("steps", "spacing"),
 }
+PRECISION_SETTINGS = ("auto", "on", "off")                      # core/device.py: use_bf16 (--bf16)
+COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py (--compile)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from animegen.core.errors import UserError
+from animegen.core.names import COMPILE_SETTINGS, PRECISION_SETTINGS
 from animegen.data.augment import AugmentConfig
 from animegen.diffusion.loss import T_SAMPLINGS
 from animegen.diffusion.parameterization import OBJECTIVES
@@ -139,7 +140,14 @@ class TrainConfig(RunConfig):
     ema: EMAConfig = field(default_factory=EMAConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     bf16: str = "auto"                  # auto | on | off
+    compile: str = "auto"               # auto | on | off: inductor and/or a CUDA graph (training/compile_plan.py)
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, choices in [("bf16", PRECISION_SETTINGS), ("compile", COMPILE_SETTINGS)]:
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name}={getattr(self, name)!r}: choose from {', '.join(choices)}")
 
 
 def check_ranges(section: str, cfg: Any, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import torch
 
 from animegen.assets import shipped_model
-from animegen.core.device import pick_device
+from animegen.core.device import pick_device, use_bf16
 from animegen.diffusion.parameterization import Denoiser
 from animegen.models.stylegan2 import Generator
 from animegen.models.unet import UNetConfig
@@ -47,17 +47,20 @@ class TrainedModel:
     config: TrainConfig | GANTrainConfig
     checkpoint: Path
     device: torch.device
+    bf16: bool = False  # the UNet samples under bf16 autocast
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto") -> "TrainedModel":
-        """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen."""
+    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
+             bf16: str = "auto") -> "TrainedModel":
+        """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen.
+        bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX)."""
         source = shipped_model() if path is None else path
         device = pick_device(str(device))
         if checkpoint_kind(source) == "stylegan2":
             G, cfg, ckpt = load_generator(source, device)
             return cls("stylegan2", G, cfg, ckpt, device)
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        return cls("diffusion", denoiser, cfg, ckpt, device)
+        return cls("diffusion", denoiser, cfg, ckpt, device, use_bf16(bf16, device))
 
     @property
     def spec(self) -> SamplerSpec | None:
@@ -78,4 +81,4 @@ class TrainedModel:
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
         spec = (spec or self.spec).resolve(self.net.timesteps)
-        return sample_images(self.net, seeds, spec, batch_size, self.device)
+        return sample_images(self.net, seeds, spec, batch_size, self.device, self.bf16)

@@ -18,9 +18,16 @@ from animegen.samplers.unipc import sample_unipc
 
 
 def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str = "cpu",
-                 callback: Callback | None = None) -> torch.Tensor:
+                 callback: Callback | None = None, bf16: bool = False) -> torch.Tensor:
     """One batch: (len(seeds), C, H, W) float in [-1, 1] of the denoiser's image shape; row b depends only on
-    seeds[b] (its starting noise and every noise draw after it)."""
+    seeds[b] (its starting noise and every noise draw after it). bf16: the network runs under bf16 autocast
+    (for hardware that has it); the sampler's own arithmetic and the image stay float32."""
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        return _sample(denoiser, seeds, spec, device, callback)
+
+
+def _sample(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str,
+            callback: Callback | None) -> torch.Tensor:
     spec = spec.resolve(denoiser.timesteps)
     rng = StackedRandomGenerator(seeds, device)
     x = rng.randn((len(seeds), *denoiser.image_shape))
@@ -36,7 +43,7 @@ def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, de
 
 
 def sample_images(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, batch_size: int,
-                  device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+                  device: torch.device | str = "cpu", bf16: bool = False) -> Iterator[torch.Tensor]:
     """Yield uint8 (b, C, H, W) batches for `seeds` in order."""
     for start in range(0, len(seeds), batch_size):
-        yield to_uint8(sample_batch(denoiser, seeds[start : start + batch_size], spec, device))
+        yield to_uint8(sample_batch(denoiser, seeds[start : start + batch_size], spec, device, bf16=bf16))

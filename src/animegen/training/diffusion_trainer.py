@@ -1,4 +1,5 @@
-"""The diffusion trainer: batches from the uint8 cache, augment, loss, Adam, EMA — one step on one screen.
+"""The diffusion trainer: batches from the uint8 cache, augment, loss, Adam, EMA — one step on one screen, run
+eager or, on a GPU, as one CUDA graph (training/cuda_graph.py).
 
 `DiffusionTrainer(cfg, run_dir, images).run()` trains until cfg.steps (or max_minutes, or a signal); setup, save,
 resume and the outer loop are the shared `Trainer`'s. A resumed run restores everything adaptive, so it is the run
@@ -7,8 +8,9 @@ that would have happened.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -24,7 +26,9 @@ from animegen.diffusion.parameterization import Denoiser
 from animegen.runs.config import TrainConfig
 from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
-from animegen.training.distributed import DistEnv, mean_and_any
+from animegen.training.compile_plan import inductor_cache_dir, plan_compile
+from animegen.training.cuda_graph import GraphedStep, make_capturable
+from animegen.training.distributed import DistEnv
 from animegen.training.ema import make_ema
 from animegen.training.lr_plan import lr_factor
 from animegen.training.trainer import Evaluator, Trainer
@@ -52,7 +56,15 @@ class DiffusionTrainer(Trainer):
             self._train_denoiser = self.denoiser.with_net(ddp)
         self.ema = make_ema(self.denoiser.net, cfg.ema)
         self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
+        self.compile = plan_compile(cfg.compile, self.device, distributed=self.env.enabled,
+                                    grad_accum=cfg.optim.grad_accum, max_minutes=cfg.max_minutes, steps=cfg.steps)
+        if self.compile.inductor:
+            inductor_cache_dir()
+            # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
+            self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net))
         self.optimizer = self._make_optimizer()
+        self._graph: GraphedStep | None = None
+        self.compiles_first_step = self.compile.enabled
         d = cfg.diffusion
         self.loss_fn = DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
 
@@ -61,7 +73,14 @@ class DiffusionTrainer(Trainer):
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
         if cls is None:
             raise UserError(f"unknown optimizer {o.name!r}; choose adam or adamw")
-        return cls(self.denoiser.net.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        # on CUDA one fused kernel updates every tensor (and can be captured in a graph); on a CPU the foreach
+        # default is as fast and keeps today's numbers
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        optimizer = cls(self.denoiser.net.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                        **fused)
+        if self.compile.cuda_graph:
+            make_capturable(optimizer, self.device)
+        return optimizer
 
     # -- state -----------------------------------------------------------------------------------------------
     def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -72,6 +91,16 @@ class DiffusionTrainer(Trainer):
 
     def load_extra_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        # the saved groups carry the saving run's flags (fused, capturable, a tensor lr): this run's own apply,
+        # and Adam's step counts live where they do (on the GPU when fused, else on the host)
+        on_gpu = self.device.type == "cuda"
+        for group in self.optimizer.param_groups:
+            group.update(fused=True if on_gpu else None, capturable=False, lr=float(group["lr"]))
+        for param, slots in self.optimizer.state.items():
+            if "step" in slots:
+                slots["step"] = slots["step"].to(param.device if on_gpu else "cpu", torch.float32)
+        if self.compile.cuda_graph:
+            make_capturable(self.optimizer, self.device)
         self.ema.n_averaged.copy_(state["ema_n_averaged"])
 
     def after_save(self) -> None:
@@ -87,32 +116,64 @@ class DiffusionTrainer(Trainer):
         x = super().next_batch()
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def train_step(self) -> float:
-        """One optimizer step over grad_accum micro-batches; returns the mean loss."""
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss as a 0-dim tensor on the
+        device. Nothing here waits for the device: Trainer.run reads the losses (and checks them) at log steps."""
+        lr = self.lr_at(self.step)
+        if self.compile.cuda_graph:
+            x = self.next_batch()
+            if self._graph is None:
+                self._graph = self._capture(x)
+            loss = self._graph(x, lr) if self._graph is not None else self._eager_step(lr)
+        else:
+            loss = self._eager_step(lr)
+        self.step += 1
+        if self.step % self.cfg.ema.every == 0:
+            self.ema.update_parameters(self.denoiser.net)
+        return loss
+
+    def _autocast(self, cache: bool = True):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache) if self.bf16 \
+            else nullcontext()
+
+    def _eager_step(self, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        total = torch.zeros((), device=self.device)
         accum = self.cfg.optim.grad_accum
         for i in range(accum):
             # under DDP, gradients are averaged over ranks once, at the last micro-batch
             sync = not self.env.enabled or i == accum - 1
             with nullcontext() if sync else self._train_denoiser.net.no_sync():
-                with autocast:
+                with self._autocast():
                     loss = self.loss_fn(self._train_denoiser, self.next_batch(), self.generator).mean()
                 (loss / accum).backward()
-            total += loss.item() / accum
-        total, _ = mean_and_any(total, False, self.env, self.device)  # the same verdict on every rank
-        if not math.isfinite(total):
-            raise UserError(f"loss became {total} at step {self.step + 1}: training diverged. The last checkpoint "
-                            f"in {self.run_dir} is intact; resume with a lower learning rate (--lr)")
+            total += loss.detach() / accum
         torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
-        self.step += 1
-        if self.step % self.cfg.ema.every == 0:
-            self.ema.update_parameters(self.denoiser.net)
         return total
+
+    def _capture(self, example: torch.Tensor) -> GraphedStep | None:
+        """The CUDA graph of one step (forward, backward, clip, Adam) for batches shaped like `example`."""
+        def body(x: torch.Tensor) -> torch.Tensor:
+            with self._autocast(cache=False):  # a graph cannot keep autocast's cast-weight cache
+                loss = self.loss_fn(self._train_denoiser, x, self.generator).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            return loss.detach()
+
+        start = time.perf_counter()
+        try:
+            graph = GraphedStep(body, self.optimizer, self.generator, example)
+        except RuntimeError as err:  # an op that cannot be captured (a new kernel, a driver): train eager
+            log.warning("could not capture the training step as a CUDA graph (%s); training runs eager",
+                        str(err).splitlines()[0][:200])
+            self.compile = dataclasses.replace(self.compile, cuda_graph=False)
+            return None
+        log.info("captured the training step as a CUDA graph in %.1f s", time.perf_counter() - start)
+        return graph
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def ema_denoiser(self) -> Denoiser:
@@ -121,7 +182,7 @@ class DiffusionTrainer(Trainer):
 
     def preview(self, seeds: list[int]) -> torch.Tensor:
         """uint8 samples of the EMA model with the model's own sampler (its config's `sample` section)."""
-        return to_uint8(sample_batch(self.ema_denoiser(), seeds, self.cfg.sample.spec, self.device))
+        return to_uint8(sample_batch(self.ema_denoiser(), seeds, self.cfg.sample.spec, self.device, bf16=self.bf16))
 
     def log_extras(self) -> dict:
         return {"lr": self.lr_at(self.step - 1), "planned_steps": self.total_steps}

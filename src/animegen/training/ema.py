@@ -48,9 +48,11 @@ def make_ema(net: nn.Module, cfg: EMAConfig) -> AveragedModel:
     relative width cfg.std, so the average always spans the same share of the run, however long it is."""
     gamma = power_exponent(cfg.std) if cfg.kind == "power" else None
 
-    def multi_avg_fn(ema_params, params, num_averaged):
-        n = int(num_averaged)  # updates before this one
+    def multi_avg_fn(ema_params, params, _num_averaged_on_device):
+        # updates before this one, from the host-side counter: reading the device copy would wait for the GPU
+        n = int(ema.n_averaged)
         decay = power_decay(gamma, n + 1) if gamma is not None else ema_decay(cfg.decay, n * cfg.every, cfg.warmup)
         torch._foreach_lerp_(ema_params, params, 1 - decay)
 
-    return AveragedModel(net, multi_avg_fn=multi_avg_fn, use_buffers=True)
+    ema = AveragedModel(net, multi_avg_fn=multi_avg_fn, use_buffers=True)
+    return ema

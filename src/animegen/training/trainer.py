@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -46,11 +47,14 @@ class Trainer:
 
     def __init__(self, cfg, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
                  evaluator: Evaluator | None = None, device: str | None = None):
-        self.cfg, self.run_dir, self.images = cfg, Path(run_dir), images
+        self.cfg, self.run_dir = cfg, Path(run_dir)
         self.evaluator = evaluator  # metrics live above training; the workflow hands them in
         self.env = env or DistEnv()
         self.rank, self.world_size = self.env.rank, self.env.world_size
         self.device = pick_device(device or cfg.device)
+        # on a GPU the whole uint8 set lives there (71k faces at 64 px: 0.9 GB): a batch is gathered on the device
+        # and no step waits for a host-to-device copy
+        self.images = images.to(self.device) if self.device.type == "cuda" else images
         torch.manual_seed(cfg.seed)  # every rank builds the same initial weights
         accum = getattr(cfg.optim, "grad_accum", 1)
         per_rank = cfg.optim.batch_size // (self.world_size * accum)
@@ -68,9 +72,11 @@ class Trainer:
         # the horizon: cfg.steps, or with --max-minutes and a decaying lr, what the measured step time allows
         self.total_steps = cfg.steps
         self._measured = (0, 0.0)  # (steps, seconds) timed in this process
+        self.compiles_first_step = False  # a subclass that compiles its step sets it: that step is not timed
 
     # -- what a subclass provides --------------------------------------------------------------------------
-    def train_step(self) -> float | dict[str, float]:
+    def train_step(self) -> torch.Tensor | float | dict[str, torch.Tensor | float]:
+        """One optimizer step; its loss(es), ideally as device tensors: the host reads them at log steps only."""
         raise NotImplementedError
 
     def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -97,7 +103,8 @@ class Trainer:
     # -- data ------------------------------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
         """(micro_batch, 3, H, W) float in [-1, 1], augmented on the fly."""
-        x = self.images[self.sampler.next()].to(self.device, torch.float32) / 255.0
+        idx = self.sampler.next().to(self.images.device, non_blocking=True)
+        x = self.images[idx].to(self.device, torch.float32) / 255.0
         return augment(x, self.cfg.augment, self.generator) * 2 - 1
 
     # -- the plan --------------------------------------------------------------------------------------------
@@ -201,27 +208,19 @@ class Trainer:
         window: dict[str, float] = {}
         window_n, window_t = 0, time.perf_counter()
         last_saved, last_save_time = self.step, self.clock()
+        stop = False  # agreed by every rank: a rank that stops alone would leave the others in a collective
         try:
-            while self.step < self.total_steps and self.stop_reason is None:
+            while self.step < self.total_steps and not stop:
                 t0 = self.clock()
                 out = self.train_step()
+                # losses stay on the device (tensors) until a log step: no step waits for the GPU
                 for key, value in (out if isinstance(out, dict) else {"loss": out}).items():
                     window[key] = window.get(key, 0.0) + value
                 window_n += 1
-                seconds = self.clock() - t0
-                self.elapsed += seconds
-                self._measured = (self._measured[0] + 1, self._measured[1] + seconds)
-                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                    self.replan()
-                    bar.total = self.total_steps
-                    now = time.perf_counter()
-                    img_s = window_n * cfg.optim.batch_size / max(now - window_t, 1e-9)
-                    means = {k: v / window_n for k, v in window.items()}
-                    row = {"step": self.step, **means, **self.log_extras(), "img_per_s": round(img_s, 2),
-                           "elapsed_s": round(self.elapsed, 1)}
-                    bar.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, img_s=f"{img_s:.1f}")
-                    if self.rank == 0:
-                        self.log(row)
+                self._time_step(self.clock() - t0)
+                at_log = self.step % cfg.log_every == 0 or self.step == self.total_steps
+                if at_log:
+                    self._log_window(window, window_n, window_t, bar)
                     window, window_n, window_t = {}, 0, time.perf_counter()
                 bar.update(1)
                 self._periodic_outputs(bar)
@@ -229,13 +228,16 @@ class Trainer:
                 slack = 1.05 if self.plans_by_time() else 1.0
                 if cfg.max_minutes is not None and self.elapsed >= cfg.max_minutes * 60 * slack:
                     self.stop_reason = f"reached --max-minutes {cfg.max_minutes}"
-                # checkpoints every save_every steps or save_minutes, whichever comes first; ranks save and stop
-                # together: one all-reduce carries rank 0's clock verdict and any rank's stop
+                # checkpoints every save_every steps or save_minutes, whichever comes first. Ranks save and stop
+                # together: at log and save steps one all-reduce carries rank 0's clock verdict and any rank's stop
                 due = bool(cfg.save_minutes) and self.clock() - last_save_time >= cfg.save_minutes * 60
-                due_any, stop = mean_and_any(float(due), self.stop_reason is not None, self.env, self.device)
+                due_any = 0.0
+                if not self.env.enabled or at_log or self.step % cfg.save_every == 0:
+                    due_any, stop = mean_and_any(float(due), self.stop_reason is not None, self.env, self.device)
                 if stop and self.stop_reason is None:
                     self.stop_reason = "another process stopped"
                 if (self.step % cfg.save_every == 0 or due_any > 0) and not stop:
+                    self._read_losses(window, window_n)  # never save weights that a NaN has reached
                     self.save()
                     last_saved, last_save_time = self.step, self.clock()
         finally:
@@ -244,6 +246,7 @@ class Trainer:
             if self.tensorboard:
                 self.tensorboard.close()
         if self.step != last_saved:
+            self._read_losses(window, window_n)
             self.save()
         if self.rank == 0 and cfg.sample.every and self.step % cfg.sample.every != 0:
             self.write_grid()  # the run always ends with a grid of its final EMA
@@ -253,6 +256,42 @@ class Trainer:
         if self.stop_reason:
             log.warning("stopped at step %d: %s", self.step, self.stop_reason)
         return self.run_dir
+
+    def _time_step(self, seconds: float) -> None:
+        """Add a step's host time to the run's clock and, unless it compiled, to the step time the plan uses."""
+        self.elapsed += seconds
+        if self.compiles_first_step:  # a step that compiled or captured says nothing of the rest
+            log.info("the first step (compiling) took %.1f s", seconds)
+            self.compiles_first_step = False
+        else:
+            self._measured = (self._measured[0] + 1, self._measured[1] + seconds)
+
+    def _log_window(self, window: dict, n: int, started: float, bar) -> None:
+        """A log step: the window's mean losses (checked), the re-plan, one log.jsonl row and the bar."""
+        means = self._read_losses(window, n)
+        self.replan()
+        bar.total = self.total_steps
+        img_s = n * self.cfg.optim.batch_size / max(time.perf_counter() - started, 1e-9)
+        row = {"step": self.step, **means, **self.log_extras(), "img_per_s": round(img_s, 2),
+               "elapsed_s": round(self.elapsed, 1)}
+        bar.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, img_s=f"{img_s:.1f}")
+        if self.rank == 0:
+            self.log(row)
+
+    def _read_losses(self, window: dict, n: int) -> dict[str, float]:
+        """The mean of each loss over the last `n` steps, on the host (averaged over ranks): the one wait for the
+        device in a log step. A loss that is not finite on any rank stops the run before anything is saved, so
+        the last checkpoint stays the last good one."""
+        means = {}
+        for key, total in window.items():
+            value = float(total) / n
+            means[key], bad = mean_and_any(value, not math.isfinite(value), self.env, self.device)
+            if bad:
+                first = self.step - n + 1
+                raise UserError(f"the {key} became {value} within steps {first}-{self.step}: training diverged. "
+                                f"The last checkpoint in {self.run_dir} is intact; resume with a lower learning "
+                                f"rate (--lr)")
+        return means
 
     def _periodic_outputs(self, bar) -> None:
         """Rank 0's sample grid and evaluation at their intervals."""

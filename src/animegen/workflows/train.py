@@ -35,7 +35,7 @@ from animegen.training.tensorboard import require_tensorboard
 
 log = logging.getLogger(__name__)
 RESUME_OVERRIDES = ("steps", "max_minutes", "save_every", "save_minutes", "tensorboard", "keep_checkpoints", "log_every", "eval_every", "eval_num",
-                    "sample.every", "device")
+                    "sample.every", "device", "compile")
 EVAL_BATCH = 64
 
 
@@ -177,6 +177,8 @@ def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None
             log.info("resumed %s at step %d", ckpt, trainer.step)
         # bf16 "auto" depends on the machine (AVX512-BF16 / AMX, or a GPU); say which precision this run trains in
         log.info("training on %s in %s", trainer.device, "bf16 autocast" if getattr(trainer, "bf16", False) else "fp32")
+        if getattr(trainer, "compile", None) and trainer.compile.note:
+            log.info("%s", trainer.compile.note)
         trainer.run()
     finally:
         for lock in locks:

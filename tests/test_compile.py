@@ -1,0 +1,91 @@
+"""--compile and the step without host syncs: compiled and eager training agree, a NaN is caught at the next log or
+save step with the last checkpoint intact, no compiler means one line and eager training, bf16 sampling stays
+close to fp32."""
+
+import pytest
+import torch
+
+from animegen.core.device import cpu_has_native_bf16
+from animegen.core.errors import UserError
+from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.runs.model import TrainedModel
+from animegen.samplers.run import sample_batch
+from animegen.samplers.spec import SamplerSpec
+from animegen.training.compile_plan import AUTO_MIN_MINUTES, cxx_compiler, plan_compile
+from animegen.training.diffusion_trainer import DiffusionTrainer
+from conftest import FAST, cli
+from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
+
+
+def test_compile_plan_per_device():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not plan_compile("off", cuda).enabled and not plan_compile("off", cpu).enabled
+    auto = plan_compile("auto", cuda, max_minutes=5)
+    assert auto.cuda_graph and not auto.inductor           # a graph costs a second; inductor a minute or two
+    assert plan_compile("auto", cuda, max_minutes=AUTO_MIN_MINUTES).inductor  # which a long run repays
+    assert plan_compile("on", cuda).inductor and plan_compile("on", cuda).cuda_graph
+    assert not plan_compile("auto", cuda, grad_accum=2).cuda_graph  # accumulation is not one fixed step
+    assert not plan_compile("on", cuda, distributed=True).enabled
+    # a CPU compiles on `auto` only with bf16 in hardware, a compiler, and a run long enough to repay it
+    long_run = plan_compile("auto", cpu, max_minutes=AUTO_MIN_MINUTES)
+    assert long_run.inductor == (cpu_has_native_bf16() and cxx_compiler() is not None)
+    assert not plan_compile("auto", cpu, max_minutes=1).enabled
+    assert plan_compile("on", cpu).inductor == (cxx_compiler() is not None)
+    with pytest.raises(ValueError):
+        plan_compile("fast", cpu)
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
+def test_compiled_and_eager_training_agree(tmp_path, faces16):  # noqa: F811
+    # same seeds, 200 steps: the mean loss over the last 50 within 2% (compiled kernels reorder float sums, so
+    # the runs drift apart; they must still learn the same)
+    means = {}
+    for setting in ("off", "on"):
+        cfg = tiny_cfg(**{"compile": setting, "optim.lr": 2e-3})
+        trainer = DiffusionTrainer(cfg, tmp_path / setting, faces16[:64])
+        assert trainer.compile.inductor == (setting == "on")
+        losses = [float(trainer.train_step()) for _ in range(200)]
+        means[setting] = sum(losses[-50:]) / 50
+    assert means["on"] == pytest.approx(means["off"], rel=0.02), means
+
+
+def test_a_nan_stops_the_run_at_the_next_check_and_the_last_checkpoint_stays_good(tmp_path, faces16):  # noqa: F811
+    cfg = tiny_cfg(**{"steps": 20, "save_every": 4, "log_every": 5})
+    # the step's loss stays on the device: the host does not wait for it every step
+    assert isinstance(DiffusionTrainer(cfg, tmp_path / "probe", faces16[:32]).train_step(), torch.Tensor)
+    trainer = DiffusionTrainer(cfg, tmp_path / "run", faces16[:32])
+
+    def poison(_module, args):  # step 7's input turns to NaN, as a diverging run's activations would
+        if trainer.step == 6:
+            return (args[0] * float("nan"), *args[1:])
+        return None
+
+    trainer.denoiser.net.register_forward_pre_hook(poison)
+    with pytest.raises(UserError, match="diverged"):
+        trainer.run()
+    # found at step 8, where a checkpoint was due (not at step 7: no per-step check), and that one not written
+    assert trainer.step == 8
+    ckpt = resolve_checkpoint(tmp_path / "run")
+    assert ckpt.name == "step-0000004"
+    model = TrainedModel.load(ckpt, "cpu")
+    assert all(torch.isfinite(p).all() for p in model.net.parameters())
+
+
+def test_compile_on_without_a_compiler_says_so_in_one_line_and_trains(tmp_path, faces_dir):
+    bare = tmp_path / "bin"  # a PATH with no c++/g++/clang++ on it
+    bare.mkdir()
+    proc = cli("train", "--data", str(faces_dir), "--out", str(tmp_path / "run"), "--steps", "2", *FAST,
+               "--set", "sample.every=0", "--compile", "on", env={"PATH": str(bare), "CXX": ""})
+    lines = [line for line in proc.stderr.splitlines() if "compiler" in line]
+    assert len(lines) == 1 and "training runs eager" in lines[0], proc.stderr[-2000:]
+    assert resolve_checkpoint(tmp_path / "run").name == "step-0000002"
+
+
+def test_bf16_sampling_stays_close_to_fp32():
+    # the shipped model, the same seeds, the UNet under bf16 autocast: the images differ by bf16's rounding only
+    model = TrainedModel.load(None, "cpu", bf16="off")
+    spec = SamplerSpec("unipc", 5).resolve(model.net.timesteps)
+    fp32 = sample_batch(model.net, [0, 1], spec, "cpu")
+    bf16 = sample_batch(model.net, [0, 1], spec, "cpu", bf16=True)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # it did run in bf16
+    assert (bf16 - fp32).abs().mean() < 0.03, (bf16 - fp32).abs().mean()
