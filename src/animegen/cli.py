@@ -126,14 +126,56 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from animegen.runs.config import parse_override, to_dict
-    from animegen.runs.presets import FLAG_KEYS, preset_config
+def add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="tune a 1-4 step consistency student from a trained diffusion model",
+                       description="Consistency tuning (ECT): the student starts from the teacher's weights and "
+                                   "trains on real faces; it samples with --sampler consistency --steps 1|2|4")
+    p.add_argument("--checkpoint", help="the teacher: run directory or checkpoint folder (default: the shipped "
+                                        "model)")
+    p.add_argument("--data", required=True, help="the faces to tune on (folder or .zip/.tar/.tar.gz)")
+    p.add_argument("--out", type=Path, help="the student's run directory (default: runs/NNNNN-PRESET-student)")
+    p.add_argument("--resume", action="store_true", help="continue the student in --out")
+    p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
+    p.add_argument("--max-minutes", type=positive_float, help="stop and save after this much training time")
+    p.add_argument("--batch-size", type=POSITIVE)
+    p.add_argument("--lr", type=positive_float, help="default 2e-4, decayed to the planned last step")
+    p.add_argument("--seed", type=COUNT)
+    p.add_argument("--sample-every", type=COUNT, help="write a sample grid every N steps (0: never)")
+    p.add_argument("--save-every", type=POSITIVE, help="checkpoint every N steps")
+    p.add_argument("--save-minutes", type=positive_float)
+    p.add_argument("--bf16", choices=PRECISION_SETTINGS)
+    p.add_argument("--compile", choices=COMPILE_SETTINGS)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value, e.g. --set consistency.stages=4 (repeatable)")
+    p.add_argument("--cache-dir", type=Path, help="where decoded images are cached (default: user cache)")
+    p.set_defaults(func=cmd_distill)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """--set KEY=VALUE pairs, then the named flags this command has (FLAG_KEYS), as dotted config keys."""
+    from animegen.runs.config import parse_override
+    from animegen.runs.presets import FLAG_KEYS
 
     overrides = dict(parse_override(s) for s in args.set)
     for flag, key in FLAG_KEYS.items():
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
+    return overrides
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from animegen.workflows.distill import distill
+
+    run_dir = distill(args.data, args.checkpoint, flag_overrides(args), args.out, args.resume, args.cache_dir)
+    print(f"student run directory: {run_dir} (generate --checkpoint {run_dir} --sampler consistency --steps 2)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from animegen.runs.config import to_dict
+    from animegen.runs.presets import preset_config
+
+    overrides = flag_overrides(args)
     if args.log == "tensorboard":
         overrides["tensorboard"] = True
     if args.dry_run:
@@ -172,7 +214,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model = load(args.checkpoint, args.device, args.bf16)
+    checkpoint = args.checkpoint
+    if checkpoint is None and args.sampler == "consistency":  # the shipped model's few-step student
+        from animegen.assets import shipped_student
+        checkpoint = shipped_student()
+    model = load(checkpoint, args.device, args.bf16)
     done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
                     args.tgz, args.force, args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
@@ -321,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train(sub)
+    add_distill(sub)
     add_generate(sub)
     add_evaluate(sub)
     add_fid_ref(sub)

@@ -81,6 +81,21 @@ class EMAConfig:
 
 
 @dataclass(frozen=True)
+class ConsistencyConfig:
+    """Consistency tuning (`animegen distill`, diffusion/consistency.py); off for every preset."""
+
+    enabled: bool = False
+    teacher: str = ""                   # the checkpoint the student started from (a record, not read again)
+    stages: int = 6                     # the gap t - r halves this many times over the run (stage 0: r = 0)
+    p_mean: float = -1.1                # t: ln(sigma) ~ N(p_mean, p_std^2) (ECT's values)
+    p_std: float = 2.0
+    huber_c: float = 0.03               # pseudo-Huber constant of the distance, in [-1, 1] pixel units
+
+    def __post_init__(self) -> None:
+        check_ranges("consistency", self, positive=("p_std", "huber_c"), at_least_one=("stages",))
+
+
+@dataclass(frozen=True)
 class SampleConfig:
     """The sample grids written during training, and how the model samples by default (`spec`)."""
 
@@ -139,6 +154,7 @@ class TrainConfig(RunConfig):
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     bf16: str = "auto"                  # auto | on | off
     compile: str = "auto"               # auto | on | off: inductor and/or a CUDA graph (training/compile_plan.py)
     channels_last: bool = True

@@ -9,6 +9,7 @@ import torch
 from animegen.core.imagefiles import to_uint8
 from animegen.core.rng import StackedRandomGenerator
 from animegen.diffusion.parameterization import Denoiser
+from animegen.samplers.consistency import consistency_timesteps, sample_consistency
 from animegen.samplers.ddim import sample_ddim
 from animegen.samplers.ddpm import Callback, sample_ddpm
 from animegen.samplers.dpmpp import sample_dpmpp_2m
@@ -34,6 +35,8 @@ def _sample(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device:
     common = {"noise": rng.randn_like, "callback": callback, "threshold": spec.threshold}
     if spec.name == "ddpm":
         return sample_ddpm(denoiser, x, **common)
+    if spec.name == "consistency":
+        return sample_consistency(denoiser, x, consistency_timesteps(denoiser.alpha_bar, spec.steps), **common)
     ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
     if spec.name == "ddim":
         return sample_ddim(denoiser, x, ts, eta=spec.eta, **common)

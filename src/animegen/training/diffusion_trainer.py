@@ -21,8 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from animegen.core.device import use_bf16
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
+from animegen.diffusion.consistency import ConsistencyLoss
 from animegen.diffusion.loss import DiffusionLoss
 from animegen.diffusion.parameterization import Denoiser
+from animegen.runs.checkpoint import load_weights
 from animegen.runs.config import TrainConfig
 from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
@@ -65,8 +67,15 @@ class DiffusionTrainer(Trainer):
         self.optimizer = self._make_optimizer()
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
-        d = cfg.diffusion
-        self.loss_fn = DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
+        d, c = cfg.diffusion, cfg.consistency
+        self.loss_fn = ConsistencyLoss(c.p_mean, c.p_std, c.huber_c).to(self.device) if c.enabled else \
+            DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
+        self._stage = -1  # consistency tuning: the current stage of the gap schedule
+
+    def init_weights(self, ckpt: Path) -> None:
+        """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
+        for module in (self.denoiser.net, self.ema.module):
+            load_weights(module, ckpt / "ema.safetensors", ckpt / "config.json")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -120,6 +129,12 @@ class DiffusionTrainer(Trainer):
         """One optimizer step over grad_accum micro-batches; returns the mean loss as a 0-dim tensor on the
         device. Nothing here waits for the device: Trainer.run reads the losses (and checks them) at log steps."""
         lr = self.lr_at(self.step)
+        if self.cfg.consistency.enabled:  # the stage follows the run's plan, so a resume lands on the same one
+            stage = min(self.step * self.cfg.consistency.stages // max(self.total_steps, 1),
+                        self.cfg.consistency.stages - 1)
+            if stage != self._stage:
+                self.loss_fn.set_stage(stage)
+                self._stage = stage
         if self.compile.cuda_graph:
             x = self.next_batch()
             if self._graph is None:

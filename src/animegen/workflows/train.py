@@ -138,8 +138,9 @@ def make_evaluator(cfg: TrainConfig | GANTrainConfig, images: torch.Tensor, run_
 
 
 def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None = None, out: Path | None = None,
-          resume: bool = False, cache_dir: Path | None = None) -> Path:
-    """Train on the images at `data` with `preset` plus dotted `overrides`; returns the run directory.
+          resume: bool = False, cache_dir: Path | None = None, init_from: Path | None = None) -> Path:
+    """Train on the images at `data` with `preset` plus dotted `overrides`; returns the run directory. A fresh
+    run starts from the EMA weights of checkpoint folder `init_from` when given (`distill`'s teacher).
 
     Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
@@ -175,6 +176,9 @@ def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None
         if ckpt is not None:
             trainer.resume(ckpt)
             log.info("resumed %s at step %d", ckpt, trainer.step)
+        elif init_from is not None:
+            trainer.init_weights(init_from)
+            log.info("started from the weights of %s", init_from)
         # bf16 "auto" depends on the machine (AVX512-BF16 / AMX, or a GPU); say which precision this run trains in
         log.info("training on %s in %s", trainer.device, "bf16 autocast" if getattr(trainer, "bf16", False) else "fp32")
         if getattr(trainer, "compile", None) and trainer.compile.note:

@@ -1,0 +1,73 @@
+"""Consistency models on a trained diffusion model's own timestep grid: the consistency function and the
+consistency-tuning loss (ECT: Geng et al. 2024, "Consistency Models Made Easy"; Song et al. 2023).
+
+The consistency function maps any point x_t of a noising trajectory to that trajectory's clean end. On the discrete
+grid t = 0..T-1 of a trained Denoiser it is the Denoiser's x0 prediction for t >= 1, and at t = 0 (sigma_min, the
+least noise the model knows) the boundary condition f(x, 0) = x / sqrt(alpha_bar_0) holds by construction (the
+input rescaled to data scale: x = a0 x0 + s0 eps with s0 / a0 = sigma_min ~ 0.006). Any objective works: the
+Denoiser turns its output into x0.
+
+Consistency tuning starts the student from the teacher's weights and trains it on real data: for a pair r < t on
+one trajectory (the same x0 and eps), f(x_t, t) is pulled to the stop-gradient f(x_r, r). ECT's schedule of the gap:
+stage 0 uses r = 0 (the target is nearly the clean image: the diffusion loss itself), then every stage halves
+the gap t - r, so the student learns to jump ever longer stretches of the ODE in one evaluation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from animegen.diffusion.loss import DiffusionLoss
+from animegen.diffusion.parameterization import Denoiser
+
+
+def consistency_x0(denoiser: Denoiser, x_t: Tensor, t: Tensor) -> Tensor:
+    """f(x_t, t): (B, C, H, W) at integer timesteps t (B,) -> the trajectory's clean image, float32.
+    f(x, 0) = x / sqrt(alpha_bar_0) exactly (the boundary condition); elsewhere the Denoiser's x0 prediction."""
+    x0_pred, _ = denoiser(x_t, t)
+    at_boundary = (t == 0).view(-1, *([1] * (x_t.dim() - 1)))
+    data_scale = x_t.float() / denoiser.alpha_bar[t].float().sqrt().view_as(at_boundary)
+    return torch.where(at_boundary, data_scale, x0_pred)
+
+
+class ConsistencyLoss:
+    """loss(student, x0, generator) -> (B,) per-sample pseudo-Huber distance between f(x_t, t) and sg f(x_r, r),
+    weighted by 1 / (sigma_t - sigma_r) as ECT weights it. `gap` (a 0-dim tensor, so a CUDA graph sees its updates)
+    is the share of t that r lies below it: 1 at stage 0 (r = 0), halved every stage (set_stage)."""
+
+    def __init__(self, p_mean: float = -1.1, p_std: float = 2.0, huber_c: float = 0.03):
+        # t from EDM's log-normal over sigma, with ECT's wider spread: most pairs where faces take shape
+        self.draw_t = DiffusionLoss(t_sampling="lognormal", p_mean=p_mean, p_std=p_std)
+        self.huber_c = huber_c
+        self.gap = torch.ones(())
+
+    def to(self, device: torch.device) -> "ConsistencyLoss":
+        """Keep `gap` where the training step runs (no copy per step; a CUDA graph reads it in place)."""
+        self.gap = self.gap.to(device)
+        return self
+
+    def set_stage(self, stage: int) -> None:
+        """Stage k: r = t - ceil(t / 2^k) (stage 0: r = 0; the gap never drops below one timestep)."""
+        self.gap.fill_(0.5**stage)
+
+    def pair(self, t: Tensor) -> Tensor:
+        """The earlier timestep r (B,) of each t: t - ceil(gap * t), at least one step below t and at least 0."""
+        step = torch.ceil(self.gap * t.float()).long().clamp(min=1)
+        return (t - step).clamp(min=0)
+
+    def __call__(self, student: Denoiser, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x0: (B, C, H, W) real images in [-1, 1] -> (B,) loss."""
+        t, eps = self.draw_t.draw(student, x0, generator)
+        t = t.clamp(min=1)
+        r = self.pair(t)
+        shape = (-1, *([1] * (x0.dim() - 1)))
+        ab_t, ab_r = student.alpha_bar[t].float(), student.alpha_bar[r].float()
+        x_t = ab_t.sqrt().view(shape) * x0 + (1 - ab_t).sqrt().view(shape) * eps
+        x_r = ab_r.sqrt().view(shape) * x0 + (1 - ab_r).sqrt().view(shape) * eps
+        with torch.no_grad():
+            target = consistency_x0(student, x_r, r)
+        pred = consistency_x0(student, x_t, t)
+        dist = ((pred - target).pow(2).mean(dim=tuple(range(1, x0.dim()))) + self.huber_c**2).sqrt() - self.huber_c
+        sigma_t, sigma_r = ((1 - ab_t) / ab_t).sqrt(), ((1 - ab_r) / ab_r).sqrt()
+        return dist / (sigma_t - sigma_r)
