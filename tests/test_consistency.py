@@ -2,17 +2,24 @@
 batch-invariant sampling, the gap schedule, a bit-exact resume, and the command line round trip."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from animegen.assets import SHIPPED_MODEL, SHIPPED_STUDENT
+from animegen.core.names import DISTILL_METHODS, TEACHER_SOLVERS
 from animegen.diffusion.consistency import ConsistencyLoss, consistency_x0
+from animegen.diffusion.parameterization import Denoiser
+from animegen.diffusion.schedules import alpha_bar
 from animegen.runs.model import TrainedModel
-from animegen.samplers.consistency import consistency_timesteps
+from animegen.samplers.consistency import consistency_timesteps, student_timesteps
 from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
 from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from conftest import FAST, cli
+from test_samplers import PointOracle
 from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
 
 
@@ -38,10 +45,10 @@ def test_student_sampling_is_seeded_and_the_same_at_any_batch_size(shipped):
     assert torch.equal(together, again)
     assert torch.allclose(together[1:2], alone, atol=1e-5)
     assert together.min() >= -1 and together.max() <= 1
-    # one evaluation per step, from the last timestep down to sigma ~0.8 (ECT's two-step sampler)
+    # one evaluation per step, from the last timestep, then re-noised to sigma ~2
     ts = consistency_timesteps(shipped.alpha_bar, 2)
     sigma = ((1 - shipped.alpha_bar[ts[1]]) / shipped.alpha_bar[ts[1]]).sqrt()
-    assert ts[0] == shipped.timesteps - 1 and 0.75 < sigma < 0.85
+    assert ts[0] == shipped.timesteps - 1 and 1.95 < sigma < 2.05
     assert consistency_timesteps(shipped.alpha_bar, 4) == sorted(consistency_timesteps(shipped.alpha_bar, 4),
                                                                    reverse=True)
 
@@ -57,18 +64,55 @@ def test_the_gap_halves_every_stage():
     assert loss.pair(t).tolist() == [0, 8, 350, 874]      # never closer than one step below t
 
 
-def test_distill_resumes_bit_for_bit(tmp_path, faces16):  # noqa: F811
-    cfg = tiny_cfg(**{"consistency.enabled": True, "consistency.stages": 3, "steps": 9,
+@pytest.mark.parametrize("solver", TEACHER_SOLVERS)
+def test_trajectory_pairs_lie_on_the_teachers_ode(solver):
+    # with one data point the probability-flow ODE is a straight blend, x_t = sqrt(ab_t) x* + sqrt(1 - ab_t) e
+    # for one e per trajectory: every recorded point must give the same e back, and every target must be x*
+    T = 1000
+    ab = alpha_bar("cosine", T)
+    x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
+    teacher = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
+    loss = TrajectoryDistillLoss(teacher, solver, teacher_steps=10, huber_c=0.03, seed=0, reuse=1, trajectories=1)
+    x_t, t, x0 = loss.take(loss.pool_size, torch.device("cpu"))
+    assert sorted(t.tolist()) == sorted(loss.targets_at) == sorted(student_timesteps(ab))
+    torch.testing.assert_close(x0, x_star.expand_as(x0), atol=1e-4, rtol=0)
+    abt = ab[t].float().view(-1, 1, 1, 1)
+    e = (x_t - abt.sqrt() * x_star) / (1 - abt).sqrt()
+    torch.testing.assert_close(e, e[:1].expand_as(e), atol=1e-3, rtol=0)  # float32 round-off only
+    # the pool is the same for the same pair index, whatever came before (what a resume relies on)
+    again = TrajectoryDistillLoss(teacher, solver, teacher_steps=10, huber_c=0.03, seed=0, reuse=1, trajectories=1)
+    again.drawn = 3
+    x_again, t_again, _ = again.take(2, torch.device("cpu"))
+    assert torch.equal(x_again, x_t[3:5]) and torch.equal(t_again, t[3:5])
+
+
+@pytest.mark.parametrize("method", DISTILL_METHODS)
+def test_distill_resumes_bit_for_bit(tmp_path, faces16, method):  # noqa: F811
+    teacher = DiffusionTrainer(tiny_cfg(), tmp_path / "teacher", faces16[:64]).save()
+    cfg = tiny_cfg(**{"consistency.enabled": True, "consistency.method": method, "consistency.stages": 3,
+                      "consistency.teacher": str(teacher), "consistency.reuse": 2, "steps": 9,
                       "sample.sampler": "consistency", "sample.steps": 2})
-    straight = DiffusionTrainer(cfg, tmp_path / "a", faces16[:64])
+
+    def trainer(run: str) -> DiffusionTrainer:
+        made = DiffusionTrainer(cfg, tmp_path / run, faces16[:64])
+        made.init_weights(teacher)
+        if method == "trajectory":  # pools of 2 solves, each used twice: the resume lands mid-pool, not the first
+            made.loss_fn.trajectories = 2
+        return made
+
+    straight = trainer("a")
     reference = [float(straight.train_step()) for _ in range(9)]
-    first = DiffusionTrainer(cfg, tmp_path / "b", faces16[:64])
+    first = trainer("b")
     [first.train_step() for _ in range(5)]
+    if method == "trajectory":
+        per_pool = first.loss_fn.pool_size * first.loss_fn.reuse
+        assert first.loss_fn.drawn > per_pool and first.loss_fn.drawn % per_pool != 0
     ckpt = first.save()
-    resumed = DiffusionTrainer(cfg, tmp_path / "b", faces16[:64])
+    resumed = trainer("b")
     resumed.resume(ckpt)
     assert [float(resumed.train_step()) for _ in range(4)] == reference[5:]
-    assert resumed.loss_fn.gap.item() == 0.25  # the last third of the run is stage 2
+    if method == "ect":
+        assert resumed.loss_fn.gap.item() == 0.25  # the last third of the run is stage 2
     for p, q in zip(resumed.ema.module.parameters(), straight.ema.module.parameters()):
         assert torch.equal(p, q)
 
@@ -76,13 +120,42 @@ def test_distill_resumes_bit_for_bit(tmp_path, faces16):  # noqa: F811
 def test_distill_from_the_command_line(tmp_path, faces_dir):
     teacher = tmp_path / "teacher"
     cli("train", "--data", str(faces_dir), "--out", str(teacher), "--steps", "2", *FAST, "--set", "sample.every=0")
+    # the default method needs no data: its pairs are the teacher's own solves
     student = tmp_path / "student"
-    proc = cli("distill", "--checkpoint", str(teacher), "--data", str(faces_dir), "--out", str(student),
-               "--steps", "3", "--batch-size", "8", "--sample-every", "0")
-    assert "student run directory" in proc.stdout
+    proc = cli("distill", "--checkpoint", str(teacher), "--out", str(student), "--steps", "3", "--batch-size", "8",
+               "--sample-every", "0")
+    assert "student run directory" in proc.stdout and "no data" in proc.stderr
     config = json.loads((student / "config.json").read_text())
-    assert config["consistency"]["enabled"] and config["sample"]["sampler"] == "consistency"
+    assert config["consistency"]["method"] == "trajectory" and config["sample"]["sampler"] == "consistency"
     assert config["model"] == json.loads((teacher / "config.json").read_text())["model"]  # the teacher's network
     out = tmp_path / "S"
     cli("generate", "--checkpoint", str(student), "--num", "3", "--out", str(out))  # its own sampler: 2 steps
     assert sorted(p.name for p in out.glob("*.jpg")) == ["1.jpg", "2.jpg", "3.jpg"]
+    # consistency tuning learns from real faces: without them, one line saying so and no run left behind
+    refused = cli("distill", "--checkpoint", str(teacher), "--method", "ect", "--out", str(tmp_path / "ect"),
+                  "--steps", "3", check=False)
+    assert refused.returncode != 0 and "--data" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "ect").exists()
+
+
+def test_the_shipped_student_in_generate_compare_progress_and_python(tmp_path, faces_dir):
+    # no --checkpoint: the shipped model, and for consistency rows / --sampler consistency its shipped student
+    out = tmp_path / "report"
+    cli("compare", "--samplers", "dpmpp:2,consistency:1", "--num", "4", "--metrics", "swd", "--real",
+        str(faces_dir), "--out", str(out))
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert Path(rows["dpmpp-2"]["checkpoint"]) == SHIPPED_MODEL
+    assert Path(rows["consistency-1"]["checkpoint"]) == SHIPPED_STUDENT
+    cli("generate", "--sampler", "consistency", "--steps", "1", "--num", "4", "--out", str(tmp_path / "G"))
+    for k in range(1, 5):
+        assert (out / "samples" / "consistency-1" / f"{k}.jpg").read_bytes() == \
+            (tmp_path / "G" / f"{k}.jpg").read_bytes()
+    # the Python API's student writes the same files as the command line's, from the same seeds
+    from animegen.api import load_student
+
+    load_student(device="cpu").save(tmp_path / "P", num=4, steps=1)
+    assert [(tmp_path / "P" / f"{k}.jpg").read_bytes() for k in range(1, 5)] == \
+        [(tmp_path / "G" / f"{k}.jpg").read_bytes() for k in range(1, 5)]
+    proc = cli("progress", "--sampler", "consistency", "--steps", "2", "--num", "2", "--frames", "3",
+               "--out", str(tmp_path / "q1.png"))
+    assert "q1.png" in proc.stdout and (tmp_path / "q1-x0.png").is_file()

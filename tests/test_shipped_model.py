@@ -1,5 +1,6 @@
-"""The model shipped in the package: `animegen generate` uses it without --checkpoint and it reproduces the
-scores its model card states (same seeds, same sampler, same N as the card's CI row)."""
+"""The models shipped in the package: `animegen generate` uses them without --checkpoint (the few-step student
+with --sampler consistency) and each reproduces the scores its model card states (same seeds, same sampler, same
+N as the card's CI row)."""
 
 import json
 
@@ -8,10 +9,11 @@ import torch
 
 from conftest import cli
 
-from animegen.assets import SHIPPED_MODEL, shipped_model
+from animegen.assets import SHIPPED, SHIPPED_MODEL, SHIPPED_STUDENT, shipped_model
 from animegen.runs.load import load_denoiser
 
 CARD = json.loads((SHIPPED_MODEL / "card.json").read_text())
+STUDENT_CARD = json.loads((SHIPPED_STUDENT / "card.json").read_text())
 
 
 def test_shipped_model_is_small_fp16_safetensors_with_its_card():
@@ -28,14 +30,37 @@ def test_shipped_model_is_small_fp16_safetensors_with_its_card():
         assert fact in card
 
 
-@pytest.mark.slow
-def test_shipped_model_reproduces_its_card(tmp_path, faces_dir):
-    row = CARD["scores"]["ci"]
+def test_the_student_ships_beside_it_as_its_student_within_the_size_budget():
+    from safetensors import safe_open
+
+    with safe_open(str(SHIPPED_STUDENT / "ema.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    _, cfg, _ = load_denoiser(SHIPPED_STUDENT)
+    _, teacher, _ = load_denoiser(shipped_model())
+    assert cfg.consistency.enabled and cfg.consistency.teacher == SHIPPED  # no path of the machine it came from
+    assert cfg.model == teacher.model and cfg.sample.sampler == "consistency"
+    assets = [p for p in SHIPPED_MODEL.parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sum(p.stat().st_size for p in assets) <= 10 * 2**20
+    assert "animegen distill" in (SHIPPED_STUDENT / "MODEL_CARD.md").read_text()
+
+
+def card_row_reproduces(tmp_path, faces_dir, row: dict, *sampler: str) -> None:
     out = tmp_path / "S"
-    cli("generate", "--num", str(row["num"]), "--out", str(out))  # no --checkpoint: the shipped model
+    cli("generate", "--num", str(row["num"]), "--out", str(out), *sampler)  # no --checkpoint: what ships
     assert len(list(out.glob("*.jpg"))) == row["num"]
     cli("evaluate", "--images", str(out), "--real", str(faces_dir), "--metrics", "afd,swd",
         "--json", str(tmp_path / "s.json"))
     scores = json.loads((tmp_path / "s.json").read_text())["metrics"]
     assert abs(scores["afd"] - row["afd"]) <= 0.03
     assert abs(scores["swd"] - row["swd"]) <= 0.05 * row["swd"]
+
+
+@pytest.mark.slow
+def test_shipped_model_reproduces_its_card(tmp_path, faces_dir):
+    card_row_reproduces(tmp_path, faces_dir, CARD["scores"]["ci"])
+
+
+def test_shipped_student_reproduces_its_card(tmp_path, faces_dir):
+    # two network evaluations per face: fast enough for every test run
+    row = STUDENT_CARD["scores"]["ci"]
+    card_row_reproduces(tmp_path, faces_dir, row, "--sampler", "consistency", "--steps", str(row["steps"]))

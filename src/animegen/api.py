@@ -72,13 +72,15 @@ class Model(TrainedModel):
 
     def compare(self, samplers: str = "ddpm,ddim:50,dpmpp:20", real: str | os.PathLike | None = None,
                 out: str | os.PathLike = "report", num: int = 1000, seed: int = 0,
-                metrics: Sequence[str] = ("afd", "swd"), resume: bool = False) -> Comparison:
-        """Report Q2: the same seeds through each sampler, timed and scored (see `animegen compare`)."""
+                metrics: Sequence[str] = ("afd", "swd"), resume: bool = False,
+                student: "Model | None" = None) -> Comparison:
+        """Report Q2: the same seeds through each sampler, timed and scored (see `animegen compare`);
+        `consistency` rows sample with `student` (e.g. `animegen.load_student()`)."""
         from animegen.workflows.compare import compare
 
         out = Path(out)
         rows = compare(self, Path(real) if real else None, samplers, out, num, seed, None, tuple(metrics),
-                       None, resume)
+                       None, resume, student)
         return Comparison(rows, (out / "report.md").read_text(), _loaded(out / "metrics-vs-nfe.png"),
                           _loaded(out / "samplers.png"))
 
@@ -127,6 +129,34 @@ def load(path: str | os.PathLike | None = None, device: str = "auto", bf16: str 
     return Model.load(path, device, bf16)
 
 
+def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto") -> Model:
+    """A few-step student (`animegen distill`'s run); None loads the student of the shipped model. It samples
+    with its own sampler, `consistency` at 2 steps: `load_student().generate(16, steps=1)` for one step."""
+    from animegen.assets import shipped_student
+
+    return Model.load(shipped_student() if path is None else path, device, bf16)
+
+
+def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+            max_minutes: float | None = None, steps: int | None = None, data: str | os.PathLike | None = None,
+            resume: bool = False, cache_dir: str | os.PathLike | None = None, **overrides: Any) -> Run:
+    """Distill a 1-4 step student of `checkpoint` (None: the shipped model) as `animegen distill` does; `data`
+    only for method="ect". Overrides as for `train` (lr=1e-3, method="ect", consistency__teacher_steps=10)."""
+    from animegen.workflows.distill import distill as distill_workflow
+
+    dotted = _dotted(overrides, max_minutes, steps)
+    run_dir = distill_workflow(str(data) if data else None, str(checkpoint) if checkpoint else None, dotted,
+                               Path(out) if out else None, resume, Path(cache_dir) if cache_dir else None)
+    return Run(Path(run_dir))
+
+
+def _dotted(overrides: dict[str, Any], max_minutes: float | None, steps: int | None) -> dict[str, Any]:
+    """Flag names (batch_size) or config keys with "__" for "." -> dotted config keys, with the budget."""
+    dotted = {FLAG_KEYS.get(k, k.replace("__", ".")): v for k, v in overrides.items()}
+    dotted.update({k: v for k, v in (("max_minutes", max_minutes), ("steps", steps)) if v is not None})
+    return dotted
+
+
 def train(data: str | os.PathLike, preset: str | None = None, out: str | os.PathLike | None = None,
           max_minutes: float | None = None, steps: int | None = None, resume: bool = False,
           cache_dir: str | os.PathLike | None = None, **overrides: Any) -> Run:
@@ -134,8 +164,7 @@ def train(data: str | os.PathLike, preset: str | None = None, out: str | os.Path
     (batch_size=64, lr=2e-4, dim=32, ...) or any config key with "__" for "." (model__attn_resolutions=[16])."""
     from animegen.workflows.train import train as train_workflow
 
-    dotted = {FLAG_KEYS.get(k, k.replace("__", ".")): v for k, v in overrides.items()}
-    dotted.update({k: v for k, v in (("max_minutes", max_minutes), ("steps", steps)) if v is not None})
+    dotted = _dotted(overrides, max_minutes, steps)
     run_dir = train_workflow(str(data), preset, dotted, Path(out) if out else None, resume,
                              Path(cache_dir) if cache_dir else None)
     return Run(Path(run_dir))

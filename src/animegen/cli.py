@@ -12,8 +12,8 @@ from pathlib import Path
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
 from animegen.core.outputs import describe
-from animegen.core.names import (COMPILE_SETTINGS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS, SPACINGS,
-                                 THRESHOLDS)
+from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS,
+                                 SPACINGS, THRESHOLDS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,18 +127,21 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def add_distill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("distill", help="tune a 1-4 step consistency student from a trained diffusion model",
-                       description="Consistency tuning (ECT): the student starts from the teacher's weights and "
-                                   "trains on real faces; it samples with --sampler consistency --steps 1|2|4")
+    p = sub.add_parser("distill", help="distill a 1-4 step consistency student from a trained diffusion model",
+                       description="The student starts from the teacher's weights and learns to jump to the end "
+                                   "of the teacher's ODE solve (trajectory, needs no data) or is consistency-"
+                                   "tuned on real faces (ect, needs --data); it samples with --sampler "
+                                   "consistency --steps 1|2|4")
     p.add_argument("--checkpoint", help="the teacher: run directory or checkpoint folder (default: the shipped "
                                         "model)")
-    p.add_argument("--data", required=True, help="the faces to tune on (folder or .zip/.tar/.tar.gz)")
+    p.add_argument("--method", choices=DISTILL_METHODS, help="trajectory (default) or ect")
+    p.add_argument("--data", help="faces to tune on (folder or .zip/.tar/.tar.gz): --method ect only")
     p.add_argument("--out", type=Path, help="the student's run directory (default: runs/NNNNN-PRESET-student)")
     p.add_argument("--resume", action="store_true", help="continue the student in --out")
     p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
     p.add_argument("--max-minutes", type=positive_float, help="stop and save after this much training time")
     p.add_argument("--batch-size", type=POSITIVE)
-    p.add_argument("--lr", type=positive_float, help="default 2e-4, decayed to the planned last step")
+    p.add_argument("--lr", type=positive_float, help="default 1e-3, decayed to the planned last step")
     p.add_argument("--seed", type=COUNT)
     p.add_argument("--sample-every", type=COUNT, help="write a sample grid every N steps (0: never)")
     p.add_argument("--save-every", type=POSITIVE, help="checkpoint every N steps")
@@ -210,15 +213,19 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
 
+def model_path(args: argparse.Namespace) -> str | Path | None:
+    """--checkpoint; without it the shipped model, or its few-step student for --sampler consistency."""
+    if args.checkpoint is None and args.sampler == "consistency":
+        from animegen.assets import shipped_student
+        return shipped_student()
+    return args.checkpoint
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    checkpoint = args.checkpoint
-    if checkpoint is None and args.sampler == "consistency":  # the shipped model's few-step student
-        from animegen.assets import shipped_student
-        checkpoint = shipped_student()
-    model = load(checkpoint, args.device, args.bf16)
+    model = load(model_path(args), args.device, args.bf16)
     done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
                     args.tgz, args.force, args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
@@ -284,7 +291,7 @@ def cmd_progress(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.progress import progress
 
-    model = load(args.checkpoint, args.device)
+    model = load(model_path(args), args.device)
     xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, sampler_spec(args, model))
     print(f"wrote {xt} and {x0}")
 
@@ -292,6 +299,8 @@ def cmd_progress(args: argparse.Namespace) -> None:
 def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="report Q2: the same seeds through several samplers, timed and scored")
     p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
+    p.add_argument("--student", help="the distilled student that consistency rows sample with (default: the "
+                                     "shipped student when comparing the shipped model)")
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
     p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
                    help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
@@ -319,8 +328,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
     model = load(args.checkpoint, args.device)
+    student = args.student
+    if student is None and args.checkpoint is None and "consistency" in args.samplers:
+        from animegen.assets import shipped_student
+        student = shipped_student()
     compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
+            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume,
+            load(student, args.device) if student is not None else None)
     print((args.out / "report.md").read_text(), end="")
     print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
 

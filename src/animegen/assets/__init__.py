@@ -8,6 +8,7 @@ from animegen.core.errors import UserError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "cpu-faces"
 SHIPPED_STUDENT = Path(__file__).resolve().parent / "cpu-faces-student"
+SHIPPED = "shipped"  # how a config names the shipped model (a student's teacher), wherever animegen is installed
 
 
 def shipped_model() -> Path:
@@ -18,9 +19,17 @@ def shipped_model() -> Path:
     return SHIPPED_MODEL
 
 
+def teacher_checkpoint(name: str) -> Path:
+    """A config's record of a checkpoint -> its folder: SHIPPED is the shipped model, anything else a path."""
+    from animegen.runs.checkpoint import resolve_checkpoint
+
+    return shipped_model() if name == SHIPPED else resolve_checkpoint(name)
+
+
 def shipped_student() -> Path:
     """The consistency student of the shipped model (what `--sampler consistency` uses without --checkpoint)."""
     if not (SHIPPED_STUDENT / "ema.safetensors").is_file():
-        raise UserError("no consistency student ships with this version yet: tune one with `animegen distill "
-                        "--data faces/ --max-minutes 30` and pass its run as --checkpoint")
+        raise UserError(f"{SHIPPED_STUDENT}: the shipped student is missing from this install; reinstall "
+                        f"animegen, or distill one (`animegen distill --max-minutes 30 --out RUN`) and pass "
+                        f"--checkpoint RUN")
     return SHIPPED_STUDENT

@@ -15,3 +15,5 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
 }
 PRECISION_SETTINGS = ("auto", "on", "off")                      # core/device.py: use_bf16 (--bf16)
 COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py (--compile)
+DISTILL_METHODS = ("trajectory", "ect")                         # training/trajectory_distill.py, ECT's loss
+TEACHER_SOLVERS = ("unipc", "dpmpp")                            # training/trajectory_distill.py: the teacher's ODE

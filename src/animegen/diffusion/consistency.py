@@ -31,6 +31,12 @@ def consistency_x0(denoiser: Denoiser, x_t: Tensor, t: Tensor) -> Tensor:
     return torch.where(at_boundary, data_scale, x0_pred)
 
 
+def pseudo_huber(pred: Tensor, target: Tensor, c: float) -> Tensor:
+    """(B,) sqrt(mean squared error + c^2) - c per sample (Song & Dhariwal 2023): squared error for small
+    differences, absolute for large ones, so a few far-off pairs do not dominate the step."""
+    return ((pred - target).pow(2).mean(dim=tuple(range(1, pred.dim()))) + c**2).sqrt() - c
+
+
 class ConsistencyLoss:
     """loss(student, x0, generator) -> (B,) per-sample pseudo-Huber distance between f(x_t, t) and sg f(x_r, r),
     weighted by 1 / (sigma_t - sigma_r) as ECT weights it. `gap` (a 0-dim tensor, so a CUDA graph sees its updates)
@@ -67,7 +73,6 @@ class ConsistencyLoss:
         x_r = ab_r.sqrt().view(shape) * x0 + (1 - ab_r).sqrt().view(shape) * eps
         with torch.no_grad():
             target = consistency_x0(student, x_r, r)
-        pred = consistency_x0(student, x_t, t)
-        dist = ((pred - target).pow(2).mean(dim=tuple(range(1, x0.dim()))) + self.huber_c**2).sqrt() - self.huber_c
+        dist = pseudo_huber(consistency_x0(student, x_t, t), target, self.huber_c)
         sigma_t, sigma_r = ((1 - ab_t) / ab_t).sqrt(), ((1 - ab_r) / ab_r).sqrt()
         return dist / (sigma_t - sigma_r)

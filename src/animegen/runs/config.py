@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from animegen.core.errors import UserError
-from animegen.core.names import COMPILE_SETTINGS, PRECISION_SETTINGS
+from animegen.core.names import COMPILE_SETTINGS, DISTILL_METHODS, PRECISION_SETTINGS, TEACHER_SOLVERS
 from animegen.data.augment import AugmentConfig
 from animegen.diffusion.loss import T_SAMPLINGS
 from animegen.diffusion.parameterization import OBJECTIVES
@@ -82,17 +82,28 @@ class EMAConfig:
 
 @dataclass(frozen=True)
 class ConsistencyConfig:
-    """Consistency tuning (`animegen distill`, diffusion/consistency.py); off for every preset."""
+    """A few-step consistency student (`animegen distill`): distilled from the teacher's ODE solves
+    (training/trajectory_distill.py) or consistency-tuned on data (ECT, diffusion/consistency.py); off for every
+    preset."""
 
     enabled: bool = False
-    teacher: str = ""                   # the checkpoint the student started from (a record, not read again)
-    stages: int = 6                     # the gap t - r halves this many times over the run (stage 0: r = 0)
-    p_mean: float = -1.1                # t: ln(sigma) ~ N(p_mean, p_std^2) (ECT's values)
+    method: str = "trajectory"          # trajectory: to the end of the teacher's ODE solve; ect: tuning on data
+    teacher: str = ""                   # the checkpoint distilled ("shipped": the shipped model); read on resume
+    teacher_solver: str = "unipc"       # trajectory: the ODE solver of the teacher's solve, unipc | dpmpp
+    teacher_steps: int = 10             # trajectory: its steps (UniPC 10 ~ DPM-Solver++ 20 at half the cost)
+    reuse: int = 2                      # trajectory: passes over each pool of teacher solves (2: SWD -2.5)
+    stages: int = 6                     # ect: the gap t - r halves this many times over the run (stage 0: r = 0)
+    p_mean: float = -1.1                # ect: t from ln(sigma) ~ N(p_mean, p_std^2) (ECT's values)
     p_std: float = 2.0
     huber_c: float = 0.03               # pseudo-Huber constant of the distance, in [-1, 1] pixel units
 
     def __post_init__(self) -> None:
-        check_ranges("consistency", self, positive=("p_std", "huber_c"), at_least_one=("stages",))
+        for name, value, choices in [("method", self.method, DISTILL_METHODS),
+                                     ("teacher_solver", self.teacher_solver, TEACHER_SOLVERS)]:
+            if value not in choices:
+                raise UserError(f"consistency.{name}={value!r}: choose from {', '.join(choices)}")
+        check_ranges("consistency", self, positive=("p_std", "huber_c"),
+                     at_least_one=("stages", "teacher_steps", "reuse"))
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ FLAG_KEYS = {
     "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
     "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
     "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes", "bf16": "bf16",
-    "grad_accum": "optim.grad_accum", "device": "device", "compile": "compile",
+    "grad_accum": "optim.grad_accum", "device": "device", "compile": "compile", "method": "consistency.method",
 }
 
 PRESETS: dict[str, dict] = {"simple": SIMPLE, "medium": MEDIUM, "strong": STRONG, "cpu": CPU, "gpu": GPU,

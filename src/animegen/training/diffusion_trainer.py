@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from animegen.assets import teacher_checkpoint
 from animegen.core.device import use_bf16
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
@@ -33,6 +34,7 @@ from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
 from animegen.training.ema import make_ema
 from animegen.training.lr_plan import lr_factor
+from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from animegen.training.trainer import Evaluator, Trainer
 from animegen.viz.curves import plot_loss
 
@@ -64,13 +66,29 @@ class DiffusionTrainer(Trainer):
             inductor_cache_dir()
             # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
             self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net))
+        self.loss_fn = self._make_loss()
+        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # new teacher solves every few steps: not one graph
+            self.compile = dataclasses.replace(self.compile, cuda_graph=False)
         self.optimizer = self._make_optimizer()
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
-        d, c = cfg.diffusion, cfg.consistency
-        self.loss_fn = ConsistencyLoss(c.p_mean, c.p_std, c.huber_c).to(self.device) if c.enabled else \
-            DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
         self._stage = -1  # consistency tuning: the current stage of the gap schedule
+
+    def _make_loss(self) -> DiffusionLoss | ConsistencyLoss | TrajectoryDistillLoss:
+        d, c = self.cfg.diffusion, self.cfg.consistency
+        if not c.enabled:
+            return DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
+        if c.method == "ect":
+            return ConsistencyLoss(c.p_mean, c.p_std, c.huber_c).to(self.device)
+        if not c.teacher:
+            raise UserError("consistency.method=trajectory needs consistency.teacher: the checkpoint to distill "
+                            "(animegen distill sets it)")
+        # the teacher stays frozen beside the student: its solves are the targets for the whole run
+        teacher = build_denoiser(self.cfg).to(self.device)
+        ckpt = teacher_checkpoint(c.teacher)
+        load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / "config.json")
+        return TrajectoryDistillLoss(teacher, c.teacher_solver, c.teacher_steps, c.huber_c,
+                                     self.cfg.seed * 1000 + self.rank, c.reuse)
 
     def init_weights(self, ckpt: Path) -> None:
         """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
@@ -122,6 +140,8 @@ class DiffusionTrainer(Trainer):
         return o.lr * lr_factor(o.lr_schedule, step, self.total_steps, o.warmup_steps, o.lr_floor)
 
     def next_batch(self) -> torch.Tensor:
+        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # the loss draws its own pairs: only the size counts
+            return torch.empty((self.micro_batch, 0), device=self.device)
         x = super().next_batch()
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
@@ -129,7 +149,9 @@ class DiffusionTrainer(Trainer):
         """One optimizer step over grad_accum micro-batches; returns the mean loss as a 0-dim tensor on the
         device. Nothing here waits for the device: Trainer.run reads the losses (and checks them) at log steps."""
         lr = self.lr_at(self.step)
-        if self.cfg.consistency.enabled:  # the stage follows the run's plan, so a resume lands on the same one
+        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # pair k of the run is a function of k: resumable
+            self.loss_fn.drawn = self.step * self.micro_batch * self.cfg.optim.grad_accum
+        elif self.cfg.consistency.enabled:  # the stage follows the run's plan, so a resume lands on the same one
             stage = min(self.step * self.cfg.consistency.stages // max(self.total_steps, 1),
                         self.cfg.consistency.stages - 1)
             if stage != self._stage:

@@ -43,8 +43,10 @@ def parse_samplers(text: str, model: SamplerSpec, timesteps: int) -> list[Sample
 
 def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
             batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"),
-            ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
-    """Generate `num` images per sampler into out/samples/<label>/, score them, write the report.
+            ctx_kwargs: dict | None = None, resume: bool = False, student: TrainedModel | None = None
+            ) -> list[dict]:
+    """Generate `num` images per sampler into out/samples/<label>/, score them, write the report. `consistency`
+    rows sample with `student` (a distilled model of `model`; None: `model` itself is the student).
 
     With `resume`, a sampler whose row is already in out/report.json (same checkpoint, num and seed) and whose
     images are all there keeps its images and wall time; only metrics that row lacks are computed."""
@@ -57,17 +59,20 @@ def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, nu
     rows = []
     for spec in specs:
         folder = out / "samples" / spec.label
+        sampler_model = student if spec.name == "consistency" and student is not None else model
         row = earlier.get(spec.label)
-        if row is None or not folder.is_dir() or len(list_images(folder)) != num:
+        if row is None or row.get("checkpoint", checkpoint) != str(sampler_model.checkpoint) \
+                or not folder.is_dir() or len(list_images(folder)) != num:
             log.info("%s: %d images", spec.label, num)
             start = time.perf_counter()  # model loading is paid once, before the first row
-            generate(model, folder, num, seed, spec, batch_size, force=True)
+            generate(sampler_model, folder, num, seed, spec, batch_size, force=True)
             if model.device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             row = {"sampler": spec.name, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
                    "threshold": spec.threshold, "variant": spec.variant, "name": spec.label, "nfe": spec.nfe,
-                   "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2)}
+                   "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2),
+                   "checkpoint": str(sampler_model.checkpoint)}
         else:
             log.info("%s: keeping the %d images and wall time of the earlier report", spec.label, num)
         missing = [m for m in metrics if m not in row]

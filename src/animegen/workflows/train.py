@@ -137,10 +137,22 @@ def make_evaluator(cfg: TrainConfig | GANTrainConfig, images: torch.Tensor, run_
     return evaluator
 
 
-def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None = None, out: Path | None = None,
-          resume: bool = False, cache_dir: Path | None = None, init_from: Path | None = None) -> Path:
-    """Train on the images at `data` with `preset` plus dotted `overrides`; returns the run directory. A fresh
-    run starts from the EMA weights of checkpoint folder `init_from` when given (`distill`'s teacher).
+def no_images(cfg: TrainConfig | GANTrainConfig) -> torch.Tensor:
+    """The empty image set of a run that needs none (distillation from the teacher's trajectories); any other
+    run without --data is a user mistake."""
+    if not (isinstance(cfg, TrainConfig) and cfg.consistency.enabled and cfg.consistency.method == "trajectory"):
+        raise UserError("no --data given: training needs a folder (or .zip/.tar/.tar.gz) of face images")
+    if cfg.eval_every:
+        raise UserError("eval_every needs real images to compare with: pass --data, or set eval_every=0")
+    return torch.empty((0, cfg.model.channels, cfg.model.image_size, cfg.model.image_size), dtype=torch.uint8)
+
+
+def train(data: str | None, preset: str | None = None, overrides: dict[str, Any] | None = None,
+          out: Path | None = None, resume: bool = False, cache_dir: Path | None = None,
+          init_from: Path | None = None) -> Path:
+    """Train on the images at `data` (None: a run that draws its own pairs, `distill`'s trajectory method) with
+    `preset` plus dotted `overrides`; returns the run directory. A fresh run starts from the EMA weights of
+    checkpoint folder `init_from` when given (`distill`'s teacher).
 
     Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
@@ -160,7 +172,8 @@ def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None
             require_tensorboard()  # before minutes of decoding, not after
         size = cfg.model.image_size
         try:
-            images = main_first(env, lambda: load_images(data, size, cache_dir, progress=env.is_main))
+            images = main_first(env, lambda: load_images(data, size, cache_dir, progress=env.is_main)) \
+                if data is not None else no_images(cfg)
         except UserError:
             for lock in locks:  # a fresh run whose data failed leaves no folder behind
                 drop_empty_run(run_dir, lock, created=ckpt is None and not (run_dir / "config.json").exists())
@@ -168,7 +181,8 @@ def train(data: str, preset: str | None = None, overrides: dict[str, Any] | None
         if ckpt is None and env.is_main:
             with writing(run_dir):
                 write_json(run_dir / "config.json", to_dict(cfg))
-        log.info("%d training images from %s; run directory %s%s", len(images), data, run_dir,
+        log.info("%s; run directory %s%s", f"{len(images)} training images from {data}" if data is not None
+                 else "no data: the teacher's own ODE solves are the training pairs", run_dir,
                  f"; {env.world_size} processes" if env.enabled else "")
         evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
         trainer_cls = GANTrainer if isinstance(cfg, GANTrainConfig) else DiffusionTrainer
