@@ -127,6 +127,9 @@ def test_distill_from_the_command_line(tmp_path, faces_dir):
     assert "student run directory" in proc.stdout and "no data" in proc.stderr
     config = json.loads((student / "config.json").read_text())
     assert config["consistency"]["method"] == "trajectory" and config["sample"]["sampler"] == "consistency"
+    recorded = Path(config["consistency"]["teacher"])  # the teacher's checkpoint folder, found from anywhere
+    assert recorded.is_absolute() and recorded.is_relative_to(teacher.resolve())
+    assert (recorded / "ema.safetensors").is_file()
     assert config["model"] == json.loads((teacher / "config.json").read_text())["model"]  # the teacher's network
     out = tmp_path / "S"
     cli("generate", "--checkpoint", str(student), "--num", "3", "--out", str(out))  # its own sampler: 2 steps

@@ -56,7 +56,9 @@ def distill(data: str | None = None, checkpoint: str | None = None, overrides: d
         data = None
     if checkpoint is None and isinstance(saved, TrainConfig) and saved.consistency.teacher:
         checkpoint = saved.consistency.teacher  # a resume goes on from the teacher it started with
-    teacher_name = SHIPPED if checkpoint in (None, SHIPPED) else str(checkpoint)
+    # recorded as the checkpoint folder itself (absolute), so a resume finds the same weights from anywhere even
+    # if the teacher's run has saved newer ones since
+    teacher_name = SHIPPED if checkpoint in (None, SHIPPED) else str(teacher_checkpoint(str(checkpoint)).resolve())
     ckpt = teacher_checkpoint(teacher_name)
     teacher = config_from_json(read_config(ckpt), ckpt / "config.json")
     if not isinstance(teacher, TrainConfig):
