@@ -213,19 +213,20 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-def model_path(args: argparse.Namespace) -> str | Path | None:
-    """--checkpoint; without it the shipped model, or its few-step student for --sampler consistency."""
-    if args.checkpoint is None and args.sampler == "consistency":
+def model_path(checkpoint: str | None, wants_student: bool) -> str | Path | None:
+    """--checkpoint; without it the shipped model (None), or its few-step student when a consistency sampler is
+    asked for."""
+    if checkpoint is None and wants_student:
         from animegen.assets import shipped_student
         return shipped_student()
-    return args.checkpoint
+    return checkpoint
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model = load(model_path(args), args.device, args.bf16)
+    model = load(model_path(args.checkpoint, args.sampler == "consistency"), args.device, args.bf16)
     done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
                     args.tgz, args.force, args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
@@ -291,7 +292,7 @@ def cmd_progress(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.progress import progress
 
-    model = load(model_path(args), args.device)
+    model = load(model_path(args.checkpoint, args.sampler == "consistency"), args.device)
     xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, sampler_spec(args, model))
     print(f"wrote {xt} and {x0}")
 
@@ -328,10 +329,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
     model = load(args.checkpoint, args.device)
-    student = args.student
-    if student is None and args.checkpoint is None and "consistency" in args.samplers:
-        from animegen.assets import shipped_student
-        student = shipped_student()
+    # no --checkpoint: the shipped model, whose consistency rows are its shipped student's
+    student = args.student or (model_path(None, "consistency" in args.samplers) if args.checkpoint is None else None)
     compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
             {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume,
             load(student, args.device) if student is not None else None)

@@ -11,7 +11,7 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "ddim": ("steps", "eta", "spacing"),
     "dpmpp": ("steps", "eta", "spacing"),
     "unipc": ("steps", "spacing"),
-    "consistency": ("steps",),  # a consistency-tuned student (animegen distill): 1, 2 or 4 evaluations
+    "consistency": ("steps",),  # a few-step student (animegen distill): 1-4 evaluations
 }
 PRECISION_SETTINGS = ("auto", "on", "off")                      # core/device.py: use_bf16 (--bf16)
 COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py (--compile)

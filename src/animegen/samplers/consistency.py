@@ -1,4 +1,4 @@
-"""Multistep consistency sampling (Song et al. 2023, Algorithm 1) for a consistency-tuned student.
+"""Multistep consistency sampling (Song et al. 2023, Algorithm 1) for a student of `animegen distill`.
 
 Step 1 maps pure noise at the last timestep straight to an image: x0 = f(x_T, T-1). Each further step noises that
 image back to a smaller timestep with fresh noise and maps it again, x0 = f(sqrt(ab) x0 + sqrt(1 - ab) z, t):
