@@ -14,6 +14,6 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "consistency": ("steps",),  # a few-step student (animegen distill): 1-4 evaluations
 }
 PRECISION_SETTINGS = ("auto", "on", "off")                      # core/device.py: use_bf16 (--bf16)
-COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py (--compile)
+COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py, samplers/compiled_net.py
 DISTILL_METHODS = ("trajectory", "ect")                         # training/trajectory_distill.py, ECT's loss
 TEACHER_SOLVERS = ("unipc", "dpmpp")                            # training/trajectory_distill.py: the teacher's ODE

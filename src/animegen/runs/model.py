@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,9 +22,12 @@ from animegen.models.unet import UNetConfig
 from animegen.runs.config import TrainConfig
 from animegen.runs.gan_config import GANTrainConfig
 from animegen.runs.load import checkpoint_kind, load_denoiser, load_generator
+from animegen.samplers.compiled_net import compiled, plan_sampling_compile
 from animegen.samplers.gan import gan_batches
 from animegen.samplers.run import sample_images
 from animegen.samplers.spec import SamplerSpec
+
+log = logging.getLogger(__name__)
 
 # activations of the first UNet level per sampling batch (batch x dim x (H/patch)^2) that run fastest on a CPU:
 # larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
@@ -48,19 +52,23 @@ class TrainedModel:
     checkpoint: Path
     device: torch.device
     bf16: bool = False  # the UNet samples under bf16 autocast
+    compile: str = "off"  # auto | on | off: torch.compile the UNet for generations long enough to repay it
+    _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
-             bf16: str = "auto") -> "TrainedModel":
+             bf16: str = "auto", compile: str = "off") -> "TrainedModel":
         """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen.
-        bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX)."""
+        bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
+        compile auto | on | off: auto compiles the UNet for generations long enough to repay it
+        (samplers/compiled_net.py)."""
         source = shipped_model() if path is None else path
         device = pick_device(str(device))
         if checkpoint_kind(source) == "stylegan2":
             G, cfg, ckpt = load_generator(source, device)
             return cls("stylegan2", G, cfg, ckpt, device)
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        return cls("diffusion", denoiser, cfg, ckpt, device, use_bf16(bf16, device))
+        return cls("diffusion", denoiser, cfg, ckpt, device, use_bf16(bf16, device), compile)
 
     @property
     def spec(self) -> SamplerSpec | None:
@@ -81,4 +89,11 @@ class TrainedModel:
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
         spec = (spec or self.spec).resolve(self.net.timesteps)
-        return sample_images(self.net, seeds, spec, batch_size, self.device, self.bf16)
+        calls = -(-len(seeds) // batch_size) * spec.nfe
+        on, note = plan_sampling_compile(self.compile, self.device, calls * min(batch_size, len(seeds)))
+        if note:
+            log.info(note)
+        if on and self._compiled is None:
+            self._compiled = compiled(self.net)
+        denoiser = self._compiled if on else self.net
+        return sample_images(denoiser, seeds, spec, batch_size, self.device, self.bf16, fixed_shape=on)

@@ -46,7 +46,12 @@ def _sample(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device:
 
 
 def sample_images(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, batch_size: int,
-                  device: torch.device | str = "cpu", bf16: bool = False) -> Iterator[torch.Tensor]:
-    """Yield uint8 (b, C, H, W) batches for `seeds` in order."""
+                  device: torch.device | str = "cpu", bf16: bool = False,
+                  fixed_shape: bool = False) -> Iterator[torch.Tensor]:
+    """Yield uint8 (b, C, H, W) batches for `seeds` in order. fixed_shape: a short last batch is filled up to
+    batch_size with repeats of its seeds and cut back (rows depend on their own seed only), so a network compiled
+    for one shape never compiles again."""
     for start in range(0, len(seeds), batch_size):
-        yield to_uint8(sample_batch(denoiser, seeds[start : start + batch_size], spec, device, bf16=bf16))
+        chunk = list(seeds[start : start + batch_size])
+        padded = (chunk * batch_size)[:batch_size] if fixed_shape else chunk
+        yield to_uint8(sample_batch(denoiser, padded, spec, device, bf16=bf16)[: len(chunk)])

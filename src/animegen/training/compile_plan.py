@@ -13,15 +13,15 @@ Why each choice (BENCHMARKS.md has the figures, with the machine named):
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 
 import torch
 
+from animegen.core.compiler import cxx_compiler, inductor_cache_dir
 from animegen.core.device import cpu_has_native_bf16
 from animegen.core.names import COMPILE_SETTINGS
-from animegen.core.paths import user_cache_dir
+
+__all__ = ["CompilePlan", "plan_compile", "cxx_compiler", "inductor_cache_dir"]
 
 # compiling takes 1-2 minutes: `auto` compiles runs of at least this many minutes, or without a time limit this
 # many steps (about 10 minutes of `simple` at batch 16: a GPU makes 2,000 steps a minute, a 2-core CPU 200)
@@ -38,12 +38,6 @@ class CompilePlan:
     @property
     def enabled(self) -> bool:
         return self.inductor or self.cuda_graph
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler inductor's CPU backend would use ($CXX, else c++/g++/clang++ on PATH), or None."""
-    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
-    return next((path for name in names if (path := shutil.which(name))), None)
 
 
 def plan_compile(setting: str, device: torch.device, *, distributed: bool = False, grad_accum: int = 1,
@@ -73,8 +67,3 @@ def plan_compile(setting: str, device: torch.device, *, distributed: bool = Fals
                                 "or set CXX); training runs eager")
     return CompilePlan(inductor=True, note=f"--compile {setting}: inductor (the first step compiles; "
                                            f"cached in {inductor_cache_dir()})")
-
-
-def inductor_cache_dir() -> str:
-    """Compiled kernels go to the user cache, so a second run of the same model starts fast."""
-    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
