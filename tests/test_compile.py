@@ -97,7 +97,9 @@ def test_bf16_sampling_stays_close_to_fp32():
 def test_sampling_compiles_only_where_it_repays_the_compile():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert plan_sampling_compile("auto", cpu, AUTO_MIN_IMAGE_EVALS - 1) == (False, "")  # 1000 faces x 20 steps
-    assert plan_sampling_compile("auto", cpu, AUTO_MIN_IMAGE_EVALS)[0] == (cxx_compiler() is not None)
+    # long generations only, and only where bf16 runs in hardware (on AVX2 it gained 1.06x warm, lost cold)
+    assert plan_sampling_compile("auto", cpu, AUTO_MIN_IMAGE_EVALS)[0] == (cpu_has_native_bf16()
+                                                                          and cxx_compiler() is not None)
     assert plan_sampling_compile("auto", cuda, 10**9) == (False, "")  # not measured on a GPU: eager
     assert plan_sampling_compile("on", cuda, 1)[0] and not plan_sampling_compile("off", cpu, 10**9)[0]
     with pytest.raises(ValueError):

@@ -1,9 +1,10 @@
 """`--compile` for sampling: torch.compile (inductor) the network a long generation evaluates many times.
 
-Why `auto` compiles only long generations on a CPU (BENCHMARKS.md "Compiled sampling", 2-core AVX2 EPYC, fp32):
-a compiled evaluation of the shipped UNet runs ~1.2x faster, but a cold compile costs ~41 s, repaid after ~256
-calls of batch 128 — 1000 faces at ~33 network evaluations each (DPM-Solver++ SDE 100 saves ~130 s of 661; the
-default DPM-Solver++ 20 and the student would lose). On a GPU it is not measured yet: `auto` stays eager there.
+Why `auto` stays eager on an AVX2-only CPU and on GPUs (BENCHMARKS.md "Compiled sampling", 2-core AVX2 EPYC, fp32):
+one compiled evaluation of the shipped UNet runs 1.2x faster, but the whole command (1000 faces, DPM-Solver++ SDE
+50) only 1.06x with a warm compile cache and 0.96x with a cold one (the compile costs ~41 s). `auto` compiles
+long generations (>= 256 calls of batch 128) on CPUs with native bf16 (AVX512-BF16, AMX), where training gained
+most from inductor; neither that nor a GPU is measured for sampling yet.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import torch
 
 from animegen.core.compiler import cxx_compiler, inductor_cache_dir
+from animegen.core.device import cpu_has_native_bf16
 from animegen.core.names import COMPILE_SETTINGS
 from animegen.diffusion.parameterization import Denoiser
 
-AUTO_MIN_IMAGE_EVALS = 256 * 128  # image-evaluations (images x NFE) that repay a cold compile on the CPU above
+AUTO_MIN_IMAGE_EVALS = 256 * 128  # image-evaluations (images x NFE) that repay a cold compile per call gain of 1.2x
 
 
 def plan_sampling_compile(setting: str, device: torch.device, image_evals: int) -> tuple[bool, str]:
     """(compile?, the one line to log) for a generation of `image_evals` image-evaluations on `device`."""
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}, not {setting!r}")
-    if setting == "off" or (setting == "auto" and (device.type != "cpu" or image_evals < AUTO_MIN_IMAGE_EVALS)):
+    if setting == "off" or (setting == "auto" and (device.type != "cpu" or not cpu_has_native_bf16()
+                                                   or image_evals < AUTO_MIN_IMAGE_EVALS)):
         return False, ""
     if device.type == "cpu" and cxx_compiler() is None:
         return False, ("--compile: no C++ compiler found (inductor's CPU backend needs one: install g++, or set CXX); "
