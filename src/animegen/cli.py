@@ -210,8 +210,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", choices=PRECISION_SETTINGS, default="auto",
                    help="run the UNet in bf16 (auto: where the hardware has it: a GPU, AVX512-BF16 or AMX)")
     p.add_argument("--compile", choices=COMPILE_SETTINGS, default="auto",
-                   help="torch.compile the UNet (auto: on a CPU with native bf16, for generations long enough to repay the "
-                        "~40 s first compile, e.g. 1000 faces at 100 steps; on: always; off: eager)")
+                   help="torch.compile the UNet (auto: on a CPU with native bf16, for generations long enough to "
+                        "repay the ~40 s first compile, e.g. 1000 faces at 100 steps; on: always; off: eager)")
     p.add_argument("--force", action="store_true", help="replace an earlier generation in --out (never other files)")
     p.set_defaults(func=cmd_generate)
 
