@@ -11,22 +11,13 @@ network evaluations of this batch a run needs before the compile time is repaid.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
 
-from animegen.core.device import cpu_has_native_bf16
 from animegen.runs.model import TrainedModel
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
-    return f"{names[0] if names else platform.processor()} ({torch.get_num_threads()} threads, {bf16})"
+from versions_speed import cpu_name  # benchmarks/: the CPU line every figure names
 
 
 def timed(fn, x: torch.Tensor, t: torch.Tensor, reps: int) -> tuple[float, float, torch.Tensor]:
@@ -54,7 +45,7 @@ def main() -> None:
     net = model.net.net.eval()
     x = torch.randn(args.batch, *model.net.image_shape, generator=torch.Generator().manual_seed(0))
     t = torch.full((args.batch,), 500.0)
-    print(f"{cpu_name()}; batch {args.batch}; bf16 {model.bf16}")
+    print(f"{cpu_name()}; {torch.get_num_threads()} threads; batch {args.batch}; bf16 {model.bf16}")
     print("| variant | first call s | median call ms | ms per image | speed-up | break-even NFE |")
     print("| --- | --- | --- | --- | --- | --- |")
     import torch._inductor.config as inductor_config
