@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from animegen.core.compiler import cxx_compiler
 from animegen.core.device import cpu_has_native_bf16
 from animegen.core.errors import UserError
 from animegen.runs.checkpoint import resolve_checkpoint
@@ -14,7 +15,7 @@ from animegen.runs.model import TrainedModel
 from animegen.samplers.compiled_net import AUTO_MIN_IMAGE_EVALS, plan_sampling_compile
 from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
-from animegen.training.compile_plan import AUTO_MIN_MINUTES, cxx_compiler, plan_compile
+from animegen.training.compile_plan import AUTO_MIN_MINUTES, plan_compile
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from conftest import FAST, cli
 from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)

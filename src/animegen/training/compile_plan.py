@@ -21,8 +21,6 @@ from animegen.core.compiler import cxx_compiler, inductor_cache_dir
 from animegen.core.device import cpu_has_native_bf16
 from animegen.core.names import COMPILE_SETTINGS
 
-__all__ = ["CompilePlan", "plan_compile", "cxx_compiler", "inductor_cache_dir"]
-
 # compiling takes 1-2 minutes: `auto` compiles runs of at least this many minutes, or without a time limit this
 # many steps (about 10 minutes of `simple` at batch 16: a GPU makes 2,000 steps a minute, a 2-core CPU 200)
 AUTO_MIN_MINUTES = 10.0

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from animegen.assets import teacher_checkpoint
+from animegen.core.compiler import inductor_cache_dir
 from animegen.core.device import use_bf16
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
@@ -29,7 +30,7 @@ from animegen.runs.checkpoint import load_weights
 from animegen.runs.config import TrainConfig
 from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
-from animegen.training.compile_plan import inductor_cache_dir, plan_compile
+from animegen.training.compile_plan import plan_compile
 from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
 from animegen.training.ema import make_ema
