@@ -16,6 +16,7 @@ from animegen.runs.model import TrainedModel
 from animegen.samplers.consistency import consistency_timesteps, student_timesteps
 from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
+from animegen.training.adversarial import AdversarialTerm
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from conftest import FAST, cli
@@ -86,12 +87,12 @@ def test_trajectory_pairs_lie_on_the_teachers_ode(solver):
     assert torch.equal(x_again, x_t[3:5]) and torch.equal(t_again, t[3:5])
 
 
-@pytest.mark.parametrize("method", DISTILL_METHODS)
-def test_distill_resumes_bit_for_bit(tmp_path, faces16, method):  # noqa: F811
+@pytest.mark.parametrize("method,adversarial", [(m, 0.0) for m in DISTILL_METHODS] + [("trajectory", 0.5)])
+def test_distill_resumes_bit_for_bit(tmp_path, faces16, method, adversarial):  # noqa: F811
     teacher = DiffusionTrainer(tiny_cfg(), tmp_path / "teacher", faces16[:64]).save()
     cfg = tiny_cfg(**{"consistency.enabled": True, "consistency.method": method, "consistency.stages": 3,
                       "consistency.teacher": str(teacher), "consistency.reuse": 2, "steps": 9,
-                      "sample.sampler": "consistency", "sample.steps": 2})
+                      "consistency.adversarial": adversarial, "sample.sampler": "consistency", "sample.steps": 2})
 
     def trainer(run: str) -> DiffusionTrainer:
         made = DiffusionTrainer(cfg, tmp_path / run, faces16[:64])
@@ -100,8 +101,12 @@ def test_distill_resumes_bit_for_bit(tmp_path, faces16, method):  # noqa: F811
             made.loss_fn.trajectories = 2
         return made
 
+    def losses(made: DiffusionTrainer) -> tuple[float, ...]:  # the adversarial step also returns D's loss
+        out = made.train_step()
+        return tuple(float(v) for v in out.values()) if isinstance(out, dict) else (float(out),)
+
     straight = trainer("a")
-    reference = [float(straight.train_step()) for _ in range(9)]
+    reference = [losses(straight) for _ in range(9)]
     first = trainer("b")
     [first.train_step() for _ in range(5)]
     if method == "trajectory":
@@ -110,11 +115,15 @@ def test_distill_resumes_bit_for_bit(tmp_path, faces16, method):  # noqa: F811
     ckpt = first.save()
     resumed = trainer("b")
     resumed.resume(ckpt)
-    assert [float(resumed.train_step()) for _ in range(4)] == reference[5:]
+    assert [losses(resumed) for _ in range(4)] == reference[5:]
     if method == "ect":
         assert resumed.loss_fn.gap.item() == 0.25  # the last third of the run is stage 2
     for p, q in zip(resumed.ema.module.parameters(), straight.ema.module.parameters()):
         assert torch.equal(p, q)
+    if adversarial:  # the discriminator and its Adam came back too, and it did learn
+        for p, q in zip(resumed.adversarial.D.parameters(), straight.adversarial.D.parameters()):
+            assert torch.equal(p, q)
+        assert resumed.adversarial.d_steps == straight.adversarial.d_steps > 0
 
 
 def test_distill_from_the_command_line(tmp_path, faces_dir):
@@ -139,6 +148,26 @@ def test_distill_from_the_command_line(tmp_path, faces_dir):
                   "--steps", "3", check=False)
     assert refused.returncode != 0 and "--data" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "ect").exists()
+    # so does the discriminator of the adversarial term
+    refused = cli("distill", "--checkpoint", str(teacher), "--out", str(tmp_path / "adv"), "--steps", "3",
+                  "--set", "consistency.adversarial=0.5", check=False)
+    assert refused.returncode != 0 and "--data" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "adv").exists()
+
+
+def test_the_adversarial_gradient_is_rescaled_to_its_share_and_only_on_judged_images():
+    term = AdversarialTerm(image_size=16, weight=0.5, device=torch.device("cpu"))
+    x0 = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)).tanh().requires_grad_(True)
+    grad_distill = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    judged = torch.tensor([True, True, False, True, False, False])
+    mixed = term.image_grad(x0, grad_distill, 0.5, judged, torch.Generator().manual_seed(2))
+    added = mixed - grad_distill
+    assert torch.equal(added[~judged], torch.zeros_like(added[~judged]))  # D never saw those images
+    torch.testing.assert_close(added.norm(), 0.5 * grad_distill[judged].norm())
+    assert added[judged].flatten(1).norm(dim=1).min() > 0
+    # the weight ramps up from 0 over the first quarter of the run
+    assert [term.ramp(s, 100) for s in (0, 10, 25, 80)] == [0.0, 0.2, 0.5, 0.5]
+    assert torch.equal(term.image_grad(x0, grad_distill, 0.0, judged, None), grad_distill)
 
 
 def test_the_shipped_student_in_generate_compare_progress_and_python(tmp_path, faces_dir):

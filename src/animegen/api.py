@@ -143,8 +143,9 @@ def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf
 def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
             max_minutes: float | None = None, steps: int | None = None, data: str | os.PathLike | None = None,
             resume: bool = False, cache_dir: str | os.PathLike | None = None, **overrides: Any) -> Run:
-    """Distill a 1-4 step student of `checkpoint` (None: the shipped model) as `animegen distill` does; `data`
-    only for method="ect". Overrides as for `train` (lr=1e-3, method="ect", consistency__teacher_steps=10)."""
+    """Distill a 1-4 step student of `checkpoint` (None: the shipped model) as `animegen distill` does; `data`:
+    real faces for the adversarial term (trajectory) or to tune on (method="ect"). Overrides as for `train`
+    (lr=1e-3, method="ect", consistency__adversarial=0.0)."""
     from animegen.workflows.distill import distill as distill_workflow
 
     dotted = _dotted(overrides, max_minutes, steps)

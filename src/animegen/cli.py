@@ -129,13 +129,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def add_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="distill a 1-4 step consistency student from a trained diffusion model",
                        description="The student starts from the teacher's weights and learns to jump to the end "
-                                   "of the teacher's ODE solve (trajectory, needs no data) or is consistency-"
-                                   "tuned on real faces (ect, needs --data); it samples with --sampler "
-                                   "consistency --steps 1|2|4")
+                                   "of the teacher's ODE solve (trajectory; given --data, a discriminator on those "
+                                   "faces sharpens it too) or is consistency-tuned on real faces (ect, needs "
+                                   "--data); it samples with --sampler consistency --steps 1|2|4")
     p.add_argument("--checkpoint", help="the teacher: run directory or checkpoint folder (default: the shipped "
                                         "model)")
     p.add_argument("--method", choices=DISTILL_METHODS, help="trajectory (default) or ect")
-    p.add_argument("--data", help="faces to tune on (folder or .zip/.tar/.tar.gz): --method ect only")
+    p.add_argument("--data", help="real faces (folder or .zip/.tar/.tar.gz): the discriminator's (trajectory; "
+                                  "recommended) or what ect tunes on (required)")
     p.add_argument("--out", type=Path, help="the student's run directory (default: runs/NNNNN-PRESET-student)")
     p.add_argument("--resume", action="store_true", help="continue the student in --out")
     p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")

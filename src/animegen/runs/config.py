@@ -96,12 +96,16 @@ class ConsistencyConfig:
     p_mean: float = -1.1                # ect: t from ln(sigma) ~ N(p_mean, p_std^2) (ECT's values)
     p_std: float = 2.0
     huber_c: float = 0.03               # pseudo-Huber constant of the distance, in [-1, 1] pixel units
+    adversarial: float = 0.0            # trajectory: a discriminator's gradient at this share of the distance's
+                                        # (training/adversarial.py; needs --data); 0 = off
 
     def __post_init__(self) -> None:
         for name, value, choices in [("method", self.method, DISTILL_METHODS),
                                      ("teacher_solver", self.teacher_solver, TEACHER_SOLVERS)]:
             if value not in choices:
                 raise UserError(f"consistency.{name}={value!r}: choose from {', '.join(choices)}")
+        if not isinstance(self.adversarial, (int, float)) or self.adversarial < 0:
+            raise UserError(f"consistency.adversarial={self.adversarial!r}: must be a number, at least 0")
         check_ranges("consistency", self, positive=("p_std", "huber_c"),
                      at_least_one=("stages", "teacher_steps", "reuse"))
 

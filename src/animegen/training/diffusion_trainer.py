@@ -29,7 +29,9 @@ from animegen.diffusion.parameterization import Denoiser
 from animegen.runs.checkpoint import load_weights
 from animegen.runs.config import TrainConfig
 from animegen.runs.load import build_denoiser
+from animegen.samplers.consistency import consistency_timesteps
 from animegen.samplers.run import sample_batch
+from animegen.training.adversarial import AdversarialTerm
 from animegen.training.compile_plan import plan_compile
 from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
@@ -70,6 +72,7 @@ class DiffusionTrainer(Trainer):
         self.loss_fn = self._make_loss()
         if isinstance(self.loss_fn, TrajectoryDistillLoss):  # new teacher solves every few steps: not one graph
             self.compile = dataclasses.replace(self.compile, cuda_graph=False)
+        self.adversarial = self._make_adversarial()
         self.optimizer = self._make_optimizer()
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
@@ -90,6 +93,20 @@ class DiffusionTrainer(Trainer):
         load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / "config.json")
         return TrajectoryDistillLoss(teacher, c.teacher_solver, c.teacher_steps, c.huber_c,
                                      self.cfg.seed * 1000 + self.rank, c.reuse)
+
+    def _make_adversarial(self) -> AdversarialTerm | None:
+        c = self.cfg.consistency
+        if not (c.enabled and c.adversarial > 0):
+            return None
+        if not isinstance(self.loss_fn, TrajectoryDistillLoss):
+            raise UserError("consistency.adversarial works with the trajectory method (distill's default)")
+        if self.env.enabled or self.cfg.optim.grad_accum != 1:
+            raise UserError("consistency.adversarial trains in one process without accumulation: drop "
+                            "optim.grad_accum / run without torchrun")
+        # D judges the images the 1- and 2-step samplers hand out (pairs from their starting timesteps): a third
+        # of the pairs, so it costs a third; the later steps of longer samplers only refine near-final images
+        self._judged_from = consistency_timesteps(self.denoiser.alpha_bar, 2)[-1]
+        return AdversarialTerm(self.denoiser.image_shape[-1], c.adversarial, self.device)
 
     def init_weights(self, ckpt: Path) -> None:
         """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
@@ -115,7 +132,10 @@ class DiffusionTrainer(Trainer):
         return self.denoiser.net, self.ema.module
 
     def extra_state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone()}
+        state = {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone()}
+        if self.adversarial is not None:
+            state["adversarial"] = self.adversarial.state_dict()
+        return state
 
     def load_extra_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -130,6 +150,8 @@ class DiffusionTrainer(Trainer):
         if self.compile.cuda_graph:
             make_capturable(self.optimizer, self.device)
         self.ema.n_averaged.copy_(state["ema_n_averaged"])
+        if self.adversarial is not None:
+            self.adversarial.load_state_dict(state["adversarial"])
 
     def after_save(self) -> None:
         plot_loss(self.run_dir / "log.jsonl", self.run_dir / "loss.png", f"{self.cfg.preset} preset")
@@ -158,7 +180,9 @@ class DiffusionTrainer(Trainer):
             if stage != self._stage:
                 self.loss_fn.set_stage(stage)
                 self._stage = stage
-        if self.compile.cuda_graph:
+        if self.adversarial is not None:
+            loss = self._adversarial_step(lr)
+        elif self.compile.cuda_graph:
             x = self.next_batch()
             if self._graph is None:
                 self._graph = self._capture(x)
@@ -191,6 +215,26 @@ class DiffusionTrainer(Trainer):
         torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
         return total
+
+    def _adversarial_step(self, lr: float) -> dict[str, torch.Tensor]:
+        """One student step on distillation + adversarial gradients (training/adversarial.py), then one D step on
+        the same images against a batch of real faces."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            pred, target, t = self.loss_fn.student_and_target(self._train_denoiser, self.micro_batch, self.device)
+            loss = self.loss_fn.distance_between(pred, target).mean()
+        # both gradients meet at the image; one backward through the student carries their sum
+        (grad_distill,) = torch.autograd.grad(loss, pred, retain_graph=True)
+        judged = t >= self._judged_from
+        weight = self.adversarial.ramp(self.step, self.total_steps)
+        pred.backward(self.adversarial.image_grad(pred, grad_distill, weight, judged, self.generator))
+        torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        real = Trainer.next_batch(self)[: int(judged.sum())]
+        d_loss = self.adversarial.discriminator_step(pred[judged], real, self.generator)
+        return {"loss": loss.detach(), "d_loss": d_loss}
 
     def _capture(self, example: torch.Tensor) -> GraphedStep | None:
         """The CUDA graph of one step (forward, backward, clip, Adam) for batches shaped like `example`."""

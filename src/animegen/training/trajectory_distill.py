@@ -111,6 +111,15 @@ class TrajectoryDistillLoss:
             n -= m
         return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
 
+    def student_and_target(self, student: Denoiser, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The student's f(x_t, t) (n, C, H, W), with its graph, for the next n pairs; their targets; their t."""
+        x_t, t, target = self.take(n, device)
+        return consistency_x0(student, x_t, t), target, t
+
+    def distance_between(self, pred: Tensor, target: Tensor) -> Tensor:
+        """(B,) the pseudo-Huber distance between the student's images and their targets."""
+        return pseudo_huber(pred, target, self.huber_c)
+
     def __call__(self, student: Denoiser, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        x_t, t, target = self.take(x0.shape[0], x0.device)
-        return pseudo_huber(consistency_x0(student, x_t, t), target, self.huber_c)
+        pred, target, _ = self.student_and_target(student, x0.shape[0], x0.device)
+        return self.distance_between(pred, target)

@@ -2,11 +2,12 @@
 
 The student is the teacher's network and schedule (its `model` and `diffusion` settings), started from the
 teacher's EMA weights. By default it learns to jump from points of the teacher's own ODE solves to their ends
-(training/trajectory_distill.py; no data needed); `--method ect` tunes it on real faces with the consistency
-loss instead (diffusion/consistency.py). In 6 minutes on a 2-core CPU the first found 34% more faces at 2 steps
-than the second, at lower SWD (docs/q2-ddpm-vs-ddim.md). It is an ordinary diffusion run in every other way —
-run directory, checkpoints, --resume, --max-minutes, the lr plan — whose model samples with
-`--sampler consistency --steps 1|2|4`.
+(training/trajectory_distill.py; no data needed); given `--data`, a discriminator on real faces adds its gradient
+on the student's images (training/adversarial.py: sharper faces, SWD at 2 steps 36.9 instead of 41.1).
+`--method ect` tunes it on real faces with the consistency loss instead (diffusion/consistency.py). In 6 minutes
+on a 2-core CPU the first found 34% more faces at 2 steps than the second, at lower SWD (docs/q2-ddpm-vs-ddim.md).
+It is an ordinary diffusion run in every other way — run directory, checkpoints, --resume, --max-minutes, the lr
+plan — whose model samples with `--sampler consistency --steps 1|2|4`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ DISTILL: dict[str, Any] = {
 }
 
 
+# the weight of the adversarial term (training/adversarial.py) when distill is given faces: chosen on held-out seeds
+# from 30-minute students of the shipped model (docs/q2-ddpm-vs-ddim.md)
+ADVERSARIAL = 1.0
+
+
 def student_overrides(teacher: TrainConfig, teacher_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The teacher's network and schedule, the distill recipe, then the user's own overrides."""
     taken = {f"{section}.{key}": value for section in ("model", "diffusion")
@@ -45,16 +51,31 @@ def student_overrides(teacher: TrainConfig, teacher_name: str, overrides: dict[s
 def distill(data: str | None = None, checkpoint: str | None = None, overrides: dict[str, Any] | None = None,
             out: Path | None = None, resume: bool = False, cache_dir: Path | None = None) -> Path:
     """Distill a student of `checkpoint` (None: the shipped model); returns the run dir. The trajectory method
-    (the default) needs no data; ect tunes on the faces at `data`."""
+    (the default) needs no data, and given faces at `data` adds the adversarial term; ect tunes on them."""
+    overrides = dict(overrides or {})
     saved = read_run_config(out) if resume and out is not None and (out / "config.json").is_file() else None
-    method = (overrides or {}).get("consistency.method") or \
-        (saved.consistency.method if isinstance(saved, TrainConfig) else ConsistencyConfig.method)
+    saved = saved if isinstance(saved, TrainConfig) else None
+
+    def setting(key: str) -> Any:  # the user's override, else the resumed run's value, else the config default
+        return overrides.get(f"consistency.{key}",
+                             getattr(saved.consistency if saved else ConsistencyConfig, key))
+
+    method = setting("method")
     if method == "ect" and data is None:
         raise UserError("--method ect tunes the student on real faces: pass --data FOLDER (or .zip/.tar.gz)")
-    if method == "trajectory" and data is not None:
-        log.info("--data is not used: the trajectory method learns from the teacher's own ODE solves")
+    if method == "trajectory" and data is not None and saved is None and "consistency.adversarial" not in overrides:
+        overrides["consistency.adversarial"] = ADVERSARIAL  # given faces, a discriminator sharpens the student
+    adversarial = setting("adversarial")
+    if adversarial and data is None:
+        raise UserError("consistency.adversarial shows a discriminator real faces: pass --data FOLDER (or "
+                        ".zip/.tar.gz)")
+    if method == "trajectory" and data is None and saved is None:
+        log.info("with --data FACES, a discriminator on real faces would sharpen the student too (2 steps: SWD "
+                 "36.9 instead of 41.1; docs/q2-ddpm-vs-ddim.md)")
+    if method == "trajectory" and data is not None and not adversarial:
+        log.info("--data is not used: consistency.adversarial=0 learns from the teacher's own ODE solves alone")
         data = None
-    if checkpoint is None and isinstance(saved, TrainConfig) and saved.consistency.teacher:
+    if checkpoint is None and saved is not None and saved.consistency.teacher:
         checkpoint = saved.consistency.teacher  # a resume goes on from the teacher it started with
     # recorded as the checkpoint folder itself (absolute), so a resume finds the same weights from anywhere even
     # if the teacher's run has saved newer ones since
@@ -64,7 +85,7 @@ def distill(data: str | None = None, checkpoint: str | None = None, overrides: d
     if not isinstance(teacher, TrainConfig):
         raise UserError(f"{ckpt} is a StyleGAN2 checkpoint: it already draws a face in one step; distill needs "
                         f"a diffusion model")
-    overrides = student_overrides(teacher, teacher_name, overrides or {})
+    overrides = student_overrides(teacher, teacher_name, overrides)
     out = out or next_run_dir(Path("runs"), f"{teacher.preset}-student")
     # a fresh run starts from the teacher's weights; a resumed one from its own checkpoint (train decides)
     return train(data, teacher.preset, overrides, out, resume, cache_dir, init_from=ckpt)
