@@ -3,7 +3,7 @@
 The student is the teacher's network and schedule (its `model` and `diffusion` settings), started from the
 teacher's EMA weights. By default it learns to jump from points of the teacher's own ODE solves to their ends
 (training/trajectory_distill.py; no data needed); given `--data`, a discriminator on real faces adds its gradient
-on the student's images (training/adversarial.py: sharper faces, SWD at 2 steps 36.9 instead of 41.1).
+on the student's images (training/adversarial.py: sharper faces, SWD at 2 steps 31.6 instead of 41.1).
 `--method ect` tunes it on real faces with the consistency loss instead (diffusion/consistency.py). In 6 minutes
 on a 2-core CPU the first found 34% more faces at 2 steps than the second, at lower SWD (docs/q2-ddpm-vs-ddim.md).
 It is an ordinary diffusion run in every other way — run directory, checkpoints, --resume, --max-minutes, the lr
@@ -71,7 +71,7 @@ def distill(data: str | None = None, checkpoint: str | None = None, overrides: d
                         ".zip/.tar.gz)")
     if method == "trajectory" and data is None and saved is None:
         log.info("with --data FACES, a discriminator on real faces would sharpen the student too (2 steps: SWD "
-                 "36.9 instead of 41.1; docs/q2-ddpm-vs-ddim.md)")
+                 "31.6 instead of 41.1; docs/q2-ddpm-vs-ddim.md)")
     if method == "trajectory" and data is not None and not adversarial:
         log.info("--data is not used: consistency.adversarial=0 learns from the teacher's own ODE solves alone")
         data = None
