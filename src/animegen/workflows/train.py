@@ -20,7 +20,7 @@ import torch
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import save_jpeg
-from animegen.core.lock import LOCK_NAME, RunLock
+from animegen.core.lock import LOCK_NAME, FileLock, run_lock
 from animegen.core.outputs import output_dir, writing
 from animegen.data.dataset import load_images
 from animegen.runs.checkpoint import resolve_checkpoint
@@ -70,14 +70,14 @@ def resume_config(run_dir: Path, preset: str | None, overrides: dict[str, Any]) 
 
 
 def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool
-                ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, RunLock]:
+                ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, FileLock]:
     """Decide and lock the run directory, and its config; on --resume the run's own config wins (see
     RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything."""
     if resume and out is None:
         raise UserError("--resume needs --out RUN_DIR, the run to continue")
     run_dir = out or next_run_dir(Path("runs"), preset or "simple")
     created = not run_dir.exists()
-    lock = RunLock(output_dir(run_dir))
+    lock = run_lock(output_dir(run_dir))
     try:
         has_ckpt = (run_dir / "latest").exists() or any((run_dir / "checkpoints").glob("step-*"))
         if resume and has_ckpt:
@@ -95,7 +95,7 @@ def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None,
         raise
 
 
-def drop_empty_run(run_dir: Path, lock: RunLock, created: bool) -> None:
+def drop_empty_run(run_dir: Path, lock: FileLock, created: bool) -> None:
     """Release the lock; a run folder this command created and left empty (bad preset, bad --data) goes too."""
     lock.release()
     if created and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
@@ -158,7 +158,7 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
     overrides = overrides or {}
     env, device = init_distributed(overrides.get("device", "auto"))
-    locks: list[RunLock] = []
+    locks: list[FileLock] = []
     try:
         if not env.is_main:
             logging.getLogger("animegen").setLevel(logging.WARNING)
