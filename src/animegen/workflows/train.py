@@ -69,13 +69,29 @@ def resume_config(run_dir: Path, preset: str | None, overrides: dict[str, Any]) 
     return with_overrides(saved, overrides)
 
 
-def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool
+def check_outside_data(run_dir: Path, data: str | None, allow: bool = False) -> None:
+    """Refuse a run directory inside the --data folder (its sample grids and loss plot would lie among the faces)
+    unless `allow`; the data folder itself is refused even then (nothing could tell the run's files apart)."""
+    if data is None or not Path(data).expanduser().is_dir():
+        return
+    folder, run = Path(data).expanduser().resolve(), run_dir.expanduser().resolve()
+    if run == folder:
+        raise UserError(f"{run_dir}: --out is the --data folder itself; choose an --out outside it")
+    if folder in run.parents and not allow:
+        raise UserError(f"{run_dir}: --out lies inside --data {data}, beside the faces; choose an --out outside "
+                        f"it (or add --allow-out-in-data: later runs on {data} leave the run's files out)")
+
+
+def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool,
+                data: str | None = None, allow_out_in_data: bool = False
                 ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, FileLock]:
     """Decide and lock the run directory, and its config; on --resume the run's own config wins (see
-    RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything."""
+    RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything; a run
+    inside its own `data` folder is refused before that (check_outside_data)."""
     if resume and out is None:
         raise UserError("--resume needs --out RUN_DIR, the run to continue")
     run_dir = out or next_run_dir(Path("runs"), preset or "simple")
+    check_outside_data(run_dir, data, allow_out_in_data)
     created = not run_dir.exists()
     lock = run_lock(output_dir(run_dir))
     try:
@@ -149,10 +165,11 @@ def no_images(cfg: TrainConfig | GANTrainConfig) -> torch.Tensor:
 
 def train(data: str | None, preset: str | None = None, overrides: dict[str, Any] | None = None,
           out: Path | None = None, resume: bool = False, cache_dir: Path | None = None,
-          init_from: Path | None = None) -> Path:
+          init_from: Path | None = None, allow_out_in_data: bool = False) -> Path:
     """Train on the images at `data` (None: a run that draws its own pairs, `distill`'s trajectory method) with
     `preset` plus dotted `overrides`; returns the run directory. A fresh run starts from the EMA weights of
-    checkpoint folder `init_from` when given (`distill`'s teacher).
+    checkpoint folder `init_from` when given (`distill`'s teacher). An `out` inside the `data` folder is refused
+    unless `allow_out_in_data`.
 
     Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
@@ -163,7 +180,7 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
         if not env.is_main:
             logging.getLogger("animegen").setLevel(logging.WARNING)
         def prepare():  # rank 0 decides the run and holds its lock until the end (the kernel drops it on a kill)
-            cfg, run_dir, ckpt, lock = prepare_run(preset, overrides, out, resume)
+            cfg, run_dir, ckpt, lock = prepare_run(preset, overrides, out, resume, data, allow_out_in_data)
             locks.append(lock)
             return cfg, run_dir, ckpt
 
