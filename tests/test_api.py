@@ -59,6 +59,7 @@ def test_train_returns_a_run_that_load_reads(tmp_path, faces_dir):
         animegen.train(faces_dir, out=tmp_path / "S", steps=1, model__width=3)
 
 
+@pytest.mark.slow
 def test_train_inside_its_data_folder_needs_allow_out_in_data(tmp_path, faces_dir):
     data = tmp_path / "d"
     data.mkdir()
