@@ -15,6 +15,7 @@ from PIL import Image
 
 import animegen
 from conftest import FAST, cli
+from animegen.core.errors import UserError
 from animegen.workflows.generate import HOMEWORK_TGZ_LIMIT, encode_jpeg, fit_quality, tgz_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,19 @@ def test_train_returns_a_run_that_load_reads(tmp_path, faces_dir):
     assert len(model.generate(2, steps=2)) == 2
     with pytest.raises(animegen.api.UserError, match="no such setting"):
         animegen.train(faces_dir, out=tmp_path / "S", steps=1, model__width=3)
+
+
+@pytest.mark.slow
+def test_train_inside_its_data_folder_needs_allow_out_in_data(tmp_path, faces_dir):
+    data = tmp_path / "d"
+    data.mkdir()
+    for src in sorted(faces_dir.glob("*.jpg"))[:8]:
+        (data / src.name).write_bytes(src.read_bytes())
+    with pytest.raises(UserError, match="--allow-out-in-data"):
+        animegen.train(data, out=data / "R", steps=1, **SMALL)
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in faces_dir.glob("*.jpg"))[:8]
+    run = animegen.train(data, out=data / "R", steps=1, allow_out_in_data=True, **SMALL)
+    assert [r["step"] for r in run.log()] == [1]
 
 
 def test_the_hand_in_fits_under_2mb_at_the_highest_quality_that_fits(tmp_path, faces_dir):

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from animegen.core.errors import UserError
+from animegen.core.imagefiles import list_images
 from animegen.data.augment import AugmentConfig, augment
 from animegen.data.dataset import BatchSampler, load_images
 from animegen.data.sources import open_source
@@ -147,3 +148,65 @@ def test_batch_sampler_covers_each_epoch_and_resumes():
     assert [t.next().tolist() for _ in range(3)] == nxt
     shards = [BatchSampler(10, 2, seed=1, rank=r, world_size=2).next() for r in range(2)]
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+def make_folder_with_animegen_outputs(root, faces_dir) -> tuple[set[str], int]:
+    """The user's faces beside every kind of folder animegen writes: (the user's image names, the number of image
+    files inside animegen's folders)."""
+    faces = sorted(faces_dir.glob("*.jpg"))[:8]
+
+    def put(src, dst):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+
+    mine = {"1.jpg", "2.jpg", "nested/3.jpg", "meta/4.jpg"}
+    for k, name in enumerate(sorted(mine)):
+        put(faces[k], root / name)
+    (root / "meta" / "config.json").write_text("{}")  # a data set's own config.json: not a run without a run's files
+    ours = {
+        "gen/1.jpg": 4, "gen/2.jpg": 5, "gen/.animegen-generate.json": None,              # a generation folder
+        "run/config.json": None, "run/log.jsonl": None, "run/loss.png": 5,                 # a run directory
+        "run/samples/step-0000002.png": 6, "run/eval/real/1.jpg": 7, "run/checkpoints/step-0000002/config.json": None,
+        ".gen.tmp-4242/1.jpg": 4, ".gen.old-4243/1.jpg": 5,                                # two staging folders
+        "report/report.json": None, "report/report.md": None, "report/samplers.png": 6,   # a compare report
+        "report/samples/ddim-2/1.jpg": 7, "report/samples/ddim-2/.animegen-generate.json": None,
+    }
+    for name, face in ours.items():
+        if face is None:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("{}")
+        else:
+            put(faces[face], root / name)
+    return mine, sum(face is not None for face in ours.values())
+
+
+def test_data_discovery_leaves_out_what_animegen_wrote(tmp_path, faces_dir, caplog):
+    root = tmp_path / "faces"
+    mine, ours = make_folder_with_animegen_outputs(root, faces_dir)
+    with caplog.at_level(logging.WARNING):
+        source = open_source(root)
+    assert set(source.names) == mine
+    notes = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(notes) == 1 and f"left out {ours} image files that animegen wrote" in notes[0], notes
+    for words in ("a generation folder (gen)", "a run directory (run)", "2 staging folders (.gen.old-4243, "
+                  ".gen.tmp-4242)", "a comparison report (report)"):
+        assert words in notes[0], notes[0]
+    assert len(load_images(root, 16, progress=False)) == len(mine)
+    # the folder given is always read, even one animegen wrote: `evaluate --images submission`
+    assert [p.name for p in list_images(root / "gen")] == ["1.jpg", "2.jpg"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "gztar"])
+def test_archives_leave_out_what_animegen_wrote(tmp_path, faces_dir, caplog, kind):
+    root = tmp_path / "faces"
+    mine, ours = make_folder_with_animegen_outputs(root, faces_dir)
+    # zip: one top folder "faces/" (the archive's root); tar: members at the root ("./1.jpg")
+    archive = shutil.make_archive(str(tmp_path / "faces"), kind, *((tmp_path, "faces") if kind == "zip" else (root,)))
+    with caplog.at_level(logging.WARNING):
+        names = open_source(archive).names
+    assert {n.split("/", 1)[1] if kind == "zip" else n.removeprefix("./") for n in names} == mine
+    notes = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(notes) == 1 and f"left out {ours} image files" in notes[0] and "a run directory (" in notes[0]
+    # a zipped generation folder alone is read whole, as the folder would be
+    gen_zip = shutil.make_archive(str(tmp_path / "gen"), "zip", root, "gen")
+    assert sorted(open_source(gen_zip).names) == ["gen/1.jpg", "gen/2.jpg"]

@@ -103,9 +103,10 @@ def test_unwritable_outputs_get_one_line(tmp_path, faces_dir):
 
 
 def start_train(run, faces_dir, *extra):
+    # --compile off: a run this long would compile its first step on a CPU with native bf16 (minutes, not steps)
     return subprocess.Popen([sys.executable, "-m", "animegen", "train", "--data", str(faces_dir), "--out", str(run),
-                             "--steps", "100000", *FAST, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--steps", "100000", "--compile", "off", *FAST, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_steps(run, proc, timeout=120):
@@ -172,3 +173,31 @@ def test_skipped_files_are_named(tmp_path, faces_dir):
     (data / "broken.jpg").write_bytes(b"not a jpeg")
     proc = cli("train", "--data", str(data), "--out", str(tmp_path / "R"), "--steps", "1", *FAST)
     assert "skipped 1 of 9 files" in proc.stderr and "broken.jpg" in proc.stderr
+
+
+def image_files(folder) -> int:
+    return sum(p.suffix in (".jpg", ".png") for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_a_run_inside_its_data_folder_is_refused_unless_insisted_and_never_trained_on(tmp_path, faces_dir):
+    data = tmp_path / "d"
+    data.mkdir()
+    for src in sorted(faces_dir.glob("*.jpg"))[:24]:
+        shutil.copy(src, data / src.name)
+    run = data / "run"
+    one_line_refusal(cli("train", "--data", str(data), "--out", str(run), "--steps", "2", *FAST, check=False),
+                     "--out lies inside --data")
+    assert not run.exists()
+    one_line_refusal(cli("train", "--data", str(data), "--out", str(data), "--allow-out-in-data", "--steps", "2",
+                         *FAST, check=False), "is the --data folder itself")
+    cli("train", "--data", str(data), "--out", str(run), "--allow-out-in-data", "--steps", "2", "--sample-every", "1",
+        *FAST)
+    cli("generate", "--checkpoint", str(run), "--num", "3", "--sampler", "ddim", "--steps", "2", "--out",
+        str(data / "gen"))
+    ours = image_files(run) + 3  # sample grids, loss.png, and the generated faces
+    assert image_files(run) >= 3
+    again = cli("train", "--data", str(data), "--out", str(tmp_path / "R"), "--steps", "1", *FAST)
+    assert f"left out {ours} image files that animegen wrote itself" in again.stderr, again.stderr
+    assert "a run directory (run)" in again.stderr and "a generation folder (gen)" in again.stderr
+    assert f"24 training images from {data}" in again.stderr

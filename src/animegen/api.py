@@ -142,7 +142,8 @@ def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf
 
 def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
             max_minutes: float | None = None, steps: int | None = None, data: str | os.PathLike | None = None,
-            resume: bool = False, cache_dir: str | os.PathLike | None = None, **overrides: Any) -> Run:
+            resume: bool = False, cache_dir: str | os.PathLike | None = None, allow_out_in_data: bool = False,
+            **overrides: Any) -> Run:
     """Distill a 1-4 step student of `checkpoint` (None: the shipped model) as `animegen distill` does; `data`:
     real faces for the adversarial term (trajectory) or to tune on (method="ect"). Overrides as for `train`
     (lr=1e-3, method="ect", consistency__adversarial=0.0)."""
@@ -150,7 +151,8 @@ def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike 
 
     dotted = _dotted(overrides, max_minutes, steps)
     run_dir = distill_workflow(str(data) if data else None, str(checkpoint) if checkpoint else None, dotted,
-                               Path(out) if out else None, resume, Path(cache_dir) if cache_dir else None)
+                               Path(out) if out else None, resume, Path(cache_dir) if cache_dir else None,
+                               allow_out_in_data)
     return Run(Path(run_dir))
 
 
@@ -163,14 +165,15 @@ def _dotted(overrides: dict[str, Any], max_minutes: float | None, steps: int | N
 
 def train(data: str | os.PathLike, preset: str | None = None, out: str | os.PathLike | None = None,
           max_minutes: float | None = None, steps: int | None = None, resume: bool = False,
-          cache_dir: str | os.PathLike | None = None, **overrides: Any) -> Run:
+          cache_dir: str | os.PathLike | None = None, allow_out_in_data: bool = False, **overrides: Any) -> Run:
     """Train on a folder or archive of faces; returns the Run. `overrides` take the CLI's flag names
-    (batch_size=64, lr=2e-4, dim=32, ...) or any config key with "__" for "." (model__attn_resolutions=[16])."""
+    (batch_size=64, lr=2e-4, dim=32, ...) or any config key with "__" for "." (model__attn_resolutions=[16]).
+    An `out` inside the `data` folder is refused unless allow_out_in_data=True (`--allow-out-in-data`)."""
     from animegen.workflows.train import train as train_workflow
 
     dotted = _dotted(overrides, max_minutes, steps)
     run_dir = train_workflow(str(data), preset, dotted, Path(out) if out else None, resume,
-                             Path(cache_dir) if cache_dir else None)
+                             Path(cache_dir) if cache_dir else None, allow_out_in_data=allow_out_in_data)
     return Run(Path(run_dir))
 
 

@@ -86,6 +86,12 @@ def sampler_spec(args: argparse.Namespace, model):
 
 
 
+def add_allow_out_in_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-out-in-data", action="store_true",
+                   help="allow an --out inside the --data folder (refused by default: the run's grids would lie "
+                        "among the faces; runs on that folder leave animegen's own folders out anyway)")
+
+
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a diffusion model (or, with --preset boss, a StyleGAN2) on a folder or "
                                      "archive of face images")
@@ -94,6 +100,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                                     "CPU-hour), gpu (the cpu recipe scaled to one GPU), boss (StyleGAN2); on "
                                     "--resume, the run's own")
     p.add_argument("--out", type=Path, help="run directory (default: runs/NNNNN-PRESET)")
+    add_allow_out_in_data(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
     p.add_argument("--max-minutes", type=positive_float, help="stop and save after this much training time")
@@ -138,6 +145,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="real faces (folder or .zip/.tar/.tar.gz): the discriminator's (trajectory; "
                                   "recommended) or what ect tunes on (required)")
     p.add_argument("--out", type=Path, help="the student's run directory (default: runs/NNNNN-PRESET-student)")
+    add_allow_out_in_data(p)
     p.add_argument("--resume", action="store_true", help="continue the student in --out")
     p.add_argument("--steps", type=POSITIVE, help="total optimizer steps")
     p.add_argument("--max-minutes", type=positive_float, help="stop and save after this much training time")
@@ -171,7 +179,8 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 def cmd_distill(args: argparse.Namespace) -> None:
     from animegen.workflows.distill import distill
 
-    run_dir = distill(args.data, args.checkpoint, flag_overrides(args), args.out, args.resume, args.cache_dir)
+    run_dir = distill(args.data, args.checkpoint, flag_overrides(args), args.out, args.resume, args.cache_dir,
+                      args.allow_out_in_data)
     print(f"student run directory: {run_dir} (generate --checkpoint {run_dir} --sampler consistency --steps 2)")
 
 
@@ -189,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError("train needs --data FOLDER_OR_ARCHIVE (e.g. --data faces/)")
     from animegen.workflows.train import train
 
-    run_dir = train(args.data, args.preset, overrides, args.out, args.resume, args.cache_dir)
+    run_dir = train(args.data, args.preset, overrides, args.out, args.resume, args.cache_dir,
+                    allow_out_in_data=args.allow_out_in_data)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         print(f"run directory: {run_dir}")
 

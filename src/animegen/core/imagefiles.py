@@ -12,24 +12,42 @@ from PIL import Image
 
 from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
+from animegen.core.written import Skipped, kind_of
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """All image files under `folder`, recursively, sorted by natural order (2.jpg before 10.jpg).
+    """All image files under `folder`, recursively, sorted by natural order (2.jpg before 10.jpg), less those in
+    the folders animegen wrote below it (run directories, generation folders, ...: core/written.py), which one
+    log line counts. `folder` itself is always read, even if animegen wrote it (`evaluate --images submission`).
 
     Symlinked folders are not followed, so a symlink loop cannot hang the scan.
     """
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder of images (check the path)")
-    found = []
-    for dirpath, _dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
-                found.append(Path(dirpath) / name)
+    found, skipped = [], Skipped()
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        kind = kind_of(here.name, {*dirs, *files}) if here != root else None
+        if kind:
+            dirs.clear()  # nothing below it is read
+            skipped.add(kind, str(here.relative_to(root)), _count_images(here))
+            continue
+        found.extend(here / name for name in files if is_image_name(name))
+    skipped.note(root)
     return sorted(found, key=natural_key)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file (or archive member) name is one of the image files looked for; hidden files never are."""
+    base = name.rsplit("/", 1)[-1]
+    return base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".")
+
+
+def _count_images(folder: Path) -> int:
+    return sum(is_image_name(name) for _, _, files in os.walk(folder, followlinks=False) for name in files)
 
 
 def natural_key(path: Path) -> tuple:

@@ -1,7 +1,8 @@
 """Where training images come from: a folder (searched recursively) or a .zip / .tar / .tar.gz archive.
 
 A source lists its members and hands out their raw bytes; decoding happens elsewhere. Each source also has a
-fingerprint (names, sizes, mtimes) that keys the decoded-tensor cache.
+fingerprint (names, sizes, mtimes) that keys the decoded-tensor cache. What animegen wrote itself (run
+directories, generation folders, ...) is left out of both, folders and archives alike (core/written.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 from animegen.core.errors import UserError
-from animegen.core.imagefiles import IMAGE_SUFFIXES, list_images, natural_key
+from animegen.core.imagefiles import is_image_name, list_images, natural_key
+from animegen.core.written import skip_written
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -54,11 +56,6 @@ def _safe_read(read) -> bytes | None:
         return None
 
 
-def _is_image_name(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".") and "__MACOSX" not in name
-
-
 def _digest(rows: list[tuple]) -> str:
     h = hashlib.sha256()
     for row in rows:
@@ -86,16 +83,18 @@ def open_source(path: str | os.PathLike) -> Source:
     try:
         if lower.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
-                infos = [i for i in archive.infolist() if not i.is_dir() and _is_image_name(i.filename)]
-                rows = [(i.filename, i.file_size, i.date_time) for i in infos]
+                members = {i.filename: (i.file_size, i.date_time) for i in archive.infolist() if not i.is_dir()}
         elif lower.endswith(ARCHIVE_SUFFIXES):
             with tarfile.open(path) as archive:
-                infos = [m for m in archive.getmembers() if m.isfile() and _is_image_name(m.name)]
-                rows = [(m.name, m.size, m.mtime) for m in infos]
+                members = {m.name: (m.size, m.mtime) for m in archive.getmembers() if m.isfile()}
         else:
             raise UserError(f"{path}: not a folder or a .zip/.tar/.tar.gz archive")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         raise UserError(f"{path}: cannot read the archive ({err}); re-download it or unpack it into a folder") from None
+    # macOS's resource forks are not images, and would hide that a zipped folder is the archive's one root
+    kept, skipped = skip_written((n for n in members if "__MACOSX" not in n.split("/")), is_image_name)
+    skipped.note(path)
+    rows = [(name, *members[name]) for name in kept]
     rows.sort(key=lambda r: natural_key(Path(r[0])))  # same order as a folder: 2.jpg before 10.jpg
     stat = path.stat()
     names = tuple(r[0] for r in rows)

@@ -49,7 +49,8 @@ def student_overrides(teacher: TrainConfig, teacher_name: str, overrides: dict[s
 
 
 def distill(data: str | None = None, checkpoint: str | None = None, overrides: dict[str, Any] | None = None,
-            out: Path | None = None, resume: bool = False, cache_dir: Path | None = None) -> Path:
+            out: Path | None = None, resume: bool = False, cache_dir: Path | None = None,
+            allow_out_in_data: bool = False) -> Path:
     """Distill a student of `checkpoint` (None: the shipped model); returns the run dir. The trajectory method
     (the default) needs no data, and given faces at `data` adds the adversarial term; ect tunes on them."""
     overrides = dict(overrides or {})
@@ -88,4 +89,5 @@ def distill(data: str | None = None, checkpoint: str | None = None, overrides: d
     overrides = student_overrides(teacher, teacher_name, overrides)
     out = out or next_run_dir(Path("runs"), f"{teacher.preset}-student")
     # a fresh run starts from the teacher's weights; a resumed one from its own checkpoint (train decides)
-    return train(data, teacher.preset, overrides, out, resume, cache_dir, init_from=ckpt)
+    return train(data, teacher.preset, overrides, out, resume, cache_dir, init_from=ckpt,
+                 allow_out_in_data=allow_out_in_data)

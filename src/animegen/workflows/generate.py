@@ -2,7 +2,8 @@
 
 The images are written into a temporary folder beside --out and swapped in when all are done, so a failed or
 killed run never loses the previous images; --force replaces only a folder an earlier `generate` wrote (it
-carries a small manifest), never files animegen did not write.
+carries a small manifest), never files animegen did not write. One generate per --out at a time: a lock beside
+--out is taken before anything else, and the staging folders of killed generates into it are cleared under it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from tqdm.auto import tqdm
 
 from animegen.core.atomic import atomic_path, fsync_dir
 from animegen.core.errors import UserError
+from animegen.core.lock import folder_lock
 from animegen.core.outputs import output_dir, output_file, writing
+from animegen.core.written import GENERATION_MANIFEST, pid_alive, staging_folder, staging_folders
 from animegen.runs.model import TrainedModel
 from animegen.samplers.spec import SamplerSpec
 
 log = logging.getLogger(__name__)
-MANIFEST = ".animegen-generate.json"
 HOMEWORK_TGZ_LIMIT = 2_000_000  # bytes: the homework's upload limit ("under 2 MB"), read the strict way
 DEFAULT_QUALITY = 95
 
@@ -54,7 +56,7 @@ def check_out(out: Path, force: bool) -> None:
         raise UserError(f"{out}: folder is not empty ({len(existing)} entries); use --force to replace an earlier "
                         f"generation, or choose another --out")
     try:
-        ours = set(json.loads((out / MANIFEST).read_text())["files"]) | {MANIFEST}
+        ours = set(json.loads((out / GENERATION_MANIFEST).read_text())["files"]) | {GENERATION_MANIFEST}
     except (OSError, ValueError, KeyError, TypeError):
         ours = set()
     foreign = [name for name in existing if name not in ours]
@@ -105,35 +107,59 @@ def generate(model: TrainedModel, out: Path, num: int = 1000, seed: int = 0, spe
 
     jpeg_quality None: 95, or with `tgz` the highest quality whose archive fits the homework's 2 MB."""
     out = Path(out)
-    check_out(out, force)
-    if tgz is not None:
-        output_file(tgz)
     output_dir(out.parent if str(out.parent) else Path("."))
-    label = "stylegan2" if model.kind == "stylegan2" else (spec or model.spec).resolve(model.net.timesteps).label
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    with writing(tmp):  # made before sampling: an unwritable place is refused before minutes of work
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    try:
-        log.info("sampling %d images from %s with %s", num, model.checkpoint, label)
-        images: list[torch.Tensor] = []
-        with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
-            for batch in model.images(range(seed, seed + num), spec, batch_size, psi):
-                images.extend(batch.cpu())
-                bar.update(len(batch))
-        quality, files, archive = _encode(images, tgz, jpeg_quality)
-        _write_folder(out, tmp, files, {"num": num, "seed": seed, "sampler": label, "jpeg_quality": quality,
-                                        "checkpoint": str(model.checkpoint)})
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone after the swap; after a failure, the half-written images
-    if archive is None:
-        return Generated(out, num, quality)
-    with writing(tgz), atomic_path(tgz) as tmp_tgz:
-        tmp_tgz.write_bytes(archive)
+    # locked before the checks: a second generate into `out` meanwhile is refused, not swapped in over this one
+    with folder_lock(out):
+        clear_dead_staging(out)
+        check_out(out, force)
+        if tgz is not None:
+            output_file(tgz)
+        label = "stylegan2" if model.kind == "stylegan2" else (spec or model.spec).resolve(model.net.timesteps).label
+        tmp = staging_folder(out, "tmp")
+        with writing(tmp):  # made before sampling: an unwritable place is refused before minutes of work
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        try:
+            log.info("sampling %d images from %s with %s", num, model.checkpoint, label)
+            images: list[torch.Tensor] = []
+            with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
+                for batch in model.images(range(seed, seed + num), spec, batch_size, psi):
+                    images.extend(batch.cpu())
+                    bar.update(len(batch))
+            quality, files, archive = _encode(images, tgz, jpeg_quality)
+            _write_folder(out, tmp, files, {"num": num, "seed": seed, "sampler": label, "jpeg_quality": quality,
+                                            "checkpoint": str(model.checkpoint)})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone after the swap; after a failure, the half-written images
+        if archive is None:
+            return Generated(out, num, quality)
+        with writing(tgz), atomic_path(tgz) as tmp_tgz:
+            tmp_tgz.write_bytes(archive)
     if len(archive) > HOMEWORK_TGZ_LIMIT:
         log.warning("%s is %d bytes, over the homework's %d; leave out --jpeg-quality to fit it", tgz,
                     len(archive), HOMEWORK_TGZ_LIMIT)
     return Generated(out, num, quality, tgz, len(archive))
+
+
+def clear_dead_staging(out: Path) -> None:
+    """Remove the staging folders that killed generates into `out` left beside it, in one line; called holding
+    `out`'s lock. A folder whose process still runs is never touched. A kill between the swap's two renames left
+    no `out` and the previous images in `.NAME.old-PID`: those are put back, not removed."""
+    removed = []
+    for folder, kind, pid in staging_folders(out):
+        if pid != os.getpid() and pid_alive(pid):  # our own PID is a dead namesake's: ours are not made yet
+            continue
+        if kind == "old" and not out.exists():
+            with writing(out):
+                os.replace(folder, out)
+            log.warning("%s: put back the previous images from %s (a generate was killed mid-swap)", out, folder.name)
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(f"{folder.name} (PID {pid} is gone)")
+    if removed:
+        log.warning("%s: removed %d staging folder%s of killed generates: %s", out.parent, len(removed),
+                    "s" if len(removed) > 1 else "", ", ".join(removed))
 
 
 def _encode(images: list[torch.Tensor], tgz: Path | None, jpeg_quality: int | None
@@ -150,14 +176,14 @@ def _encode(images: list[torch.Tensor], tgz: Path | None, jpeg_quality: int | No
 
 def _write_folder(out: Path, tmp: Path, files: list[bytes], meta: dict) -> None:
     """Write 1.jpg..N.jpg and the manifest into `tmp` (a new folder beside `out`), then swap it in."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old = staging_folder(out, "old")
     names = [f"{k}.jpg" for k in range(1, len(files) + 1)]
     with writing(tmp):
         for name, data in zip(names, files):
             with open(tmp / name, "wb") as handle:
                 handle.write(data)
-        (tmp / MANIFEST).write_text(json.dumps({**meta, "files": names}, indent=1) + "\n")
-        for name in (*names, MANIFEST):
+        (tmp / GENERATION_MANIFEST).write_text(json.dumps({**meta, "files": names}, indent=1) + "\n")
+        for name in (*names, GENERATION_MANIFEST):
             with open(tmp / name, "rb") as handle:
                 os.fsync(handle.fileno())
     with writing(out):

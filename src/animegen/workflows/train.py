@@ -20,7 +20,7 @@ import torch
 from animegen.core.atomic import write_json
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import save_jpeg
-from animegen.core.lock import LOCK_NAME, RunLock
+from animegen.core.lock import LOCK_NAME, FileLock, run_lock
 from animegen.core.outputs import output_dir, writing
 from animegen.data.dataset import load_images
 from animegen.runs.checkpoint import resolve_checkpoint
@@ -69,15 +69,31 @@ def resume_config(run_dir: Path, preset: str | None, overrides: dict[str, Any]) 
     return with_overrides(saved, overrides)
 
 
-def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool
-                ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, RunLock]:
+def check_outside_data(run_dir: Path, data: str | None, allow: bool = False) -> None:
+    """Refuse a run directory inside the --data folder (its sample grids and loss plot would lie among the faces)
+    unless `allow`; the data folder itself is refused even then (nothing could tell the run's files apart)."""
+    if data is None or not Path(data).expanduser().is_dir():
+        return
+    folder, run = Path(data).expanduser().resolve(), run_dir.expanduser().resolve()
+    if run == folder:
+        raise UserError(f"{run_dir}: --out is the --data folder itself; choose an --out outside it")
+    if folder in run.parents and not allow:
+        raise UserError(f"{run_dir}: --out lies inside --data {data}, beside the faces; choose an --out outside "
+                        f"it (or add --allow-out-in-data: later runs on {data} leave the run's files out)")
+
+
+def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None, resume: bool,
+                data: str | None = None, allow_out_in_data: bool = False
+                ) -> tuple[TrainConfig | GANTrainConfig, Path, Path | None, FileLock]:
     """Decide and lock the run directory, and its config; on --resume the run's own config wins (see
-    RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything."""
+    RESUME_OVERRIDES). The lock is taken first, so a second process is refused before it reads anything; a run
+    inside its own `data` folder is refused before that (check_outside_data)."""
     if resume and out is None:
         raise UserError("--resume needs --out RUN_DIR, the run to continue")
     run_dir = out or next_run_dir(Path("runs"), preset or "simple")
+    check_outside_data(run_dir, data, allow_out_in_data)
     created = not run_dir.exists()
-    lock = RunLock(output_dir(run_dir))
+    lock = run_lock(output_dir(run_dir))
     try:
         has_ckpt = (run_dir / "latest").exists() or any((run_dir / "checkpoints").glob("step-*"))
         if resume and has_ckpt:
@@ -95,7 +111,7 @@ def prepare_run(preset: str | None, overrides: dict[str, Any], out: Path | None,
         raise
 
 
-def drop_empty_run(run_dir: Path, lock: RunLock, created: bool) -> None:
+def drop_empty_run(run_dir: Path, lock: FileLock, created: bool) -> None:
     """Release the lock; a run folder this command created and left empty (bad preset, bad --data) goes too."""
     lock.release()
     if created and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
@@ -149,21 +165,22 @@ def no_images(cfg: TrainConfig | GANTrainConfig) -> torch.Tensor:
 
 def train(data: str | None, preset: str | None = None, overrides: dict[str, Any] | None = None,
           out: Path | None = None, resume: bool = False, cache_dir: Path | None = None,
-          init_from: Path | None = None) -> Path:
+          init_from: Path | None = None, allow_out_in_data: bool = False) -> Path:
     """Train on the images at `data` (None: a run that draws its own pairs, `distill`'s trajectory method) with
     `preset` plus dotted `overrides`; returns the run directory. A fresh run starts from the EMA weights of
-    checkpoint folder `init_from` when given (`distill`'s teacher).
+    checkpoint folder `init_from` when given (`distill`'s teacher). An `out` inside the `data` folder is refused
+    unless `allow_out_in_data`.
 
     Under torchrun every process calls this: rank 0 decides the run directory and builds the data cache first,
     then each rank trains on its shard with DDP, and rank 0 alone writes."""
     overrides = overrides or {}
     env, device = init_distributed(overrides.get("device", "auto"))
-    locks: list[RunLock] = []
+    locks: list[FileLock] = []
     try:
         if not env.is_main:
             logging.getLogger("animegen").setLevel(logging.WARNING)
         def prepare():  # rank 0 decides the run and holds its lock until the end (the kernel drops it on a kill)
-            cfg, run_dir, ckpt, lock = prepare_run(preset, overrides, out, resume)
+            cfg, run_dir, ckpt, lock = prepare_run(preset, overrides, out, resume, data, allow_out_in_data)
             locks.append(lock)
             return cfg, run_dir, ckpt
 
