@@ -8,14 +8,63 @@ from pathlib import Path
 import pytest
 import torch
 
+from animegen.core.device import cpu_has_native_bf16
+
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
+
+# tests of what differs between the precisions run in fp32 everywhere and in bf16 where the CPU has it in hardware
+# (AVX512-BF16, AMX), where `--bf16 auto` picks it; emulated bf16 (AVX2-only CPUs) is never picked by default
+NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 is emulated on this CPU (no AVX512-BF16 "
+                                                                   "or AMX): auto never picks it here")
+
+
+STARTED_IN = Path.cwd()  # the folder pytest was started from: no test may read or write it
+_SKIP = {".git", "__pycache__", ".pytest_cache"}  # pytest's and git's own files, ignored by .gitignore
+
+
+def folder_state(top: Path, depth: int = 3) -> dict[str, tuple[int, int]]:
+    """Every entry down to `depth` levels below `top`, with (mtime_ns, size) for files: a file made, removed or
+    rewritten there, or a folder made or removed, changes this. (Folders' own mtimes are left out: Python's
+    bytecode caches appear in them as code is first imported.)"""
+    state = {}
+    stack = [(top, 0)]
+    while stack:
+        folder, level = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name in _SKIP:
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            st = entry.stat(follow_symlinks=False)
+            state[os.path.relpath(entry.path, top)] = (0, 0) if is_dir else (st.st_mtime_ns, st.st_size)
+            if level < depth and is_dir:
+                stack.append((Path(entry.path), level + 1))
+    return state
+
+
+@pytest.fixture(scope="session")
+def _start_folder_state() -> dict:
+    return folder_state(STARTED_IN)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own cache dir, so tests never see a developer's caches."""
+def _isolated(tmp_path_factory, monkeypatch, _start_folder_state):
+    """Each test runs in a fresh empty folder with its own cache dir, so it never sees a developer's caches or
+    the folder the suite was started from (where a user may have run `animegen generate` first, which writes
+    ./submission); and a test that still writes there fails."""
     monkeypatch.setenv("ANIMEGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     torch.manual_seed(0)
+    yield
+    changed = sorted(set(folder_state(STARTED_IN).items()) ^ set(_start_folder_state.items()))
+    if changed:
+        _start_folder_state.clear()
+        _start_folder_state.update(folder_state(STARTED_IN))  # one failure per change, not one per later test
+        pytest.fail(f"the test changed the folder the suite was started from ({STARTED_IN}): "
+                    f"{sorted({name for name, _ in changed})[:5]}")
 
 
 @pytest.fixture(scope="session")
