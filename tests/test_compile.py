@@ -2,10 +2,10 @@
 save step with the last checkpoint intact, no compiler means one line and eager training (or sampling), bf16
 sampling stays close to fp32, compiled sampling draws the eager faces."""
 
-import numpy as np
+import logging
+
 import pytest
 import torch
-from PIL import Image
 
 from animegen.core.compiler import cxx_compiler
 from animegen.core.device import cpu_has_native_bf16
@@ -17,7 +17,7 @@ from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
 from animegen.training.compile_plan import AUTO_MIN_MINUTES, plan_compile
 from animegen.training.diffusion_trainer import DiffusionTrainer
-from conftest import FAST, cli
+from conftest import FAST, NATIVE_BF16, cli
 from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
 
 
@@ -39,13 +39,16 @@ def test_compile_plan_per_device():
         plan_compile("fast", cpu)
 
 
+
+
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
-def test_compiled_and_eager_training_agree(tmp_path, faces16):  # noqa: F811
-    # same seeds, 200 steps: the mean loss over the last 50 within 2% (compiled kernels reorder float sums, so
-    # the runs drift apart; they must still learn the same)
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
+def test_compiled_and_eager_training_agree(tmp_path, faces16, precision):  # noqa: F811
+    # same seeds and precision, 200 steps: the mean loss over the last 50 within 2% (compiled kernels reorder
+    # float sums and round to bf16 at other points, so the runs drift apart; they must still learn the same)
     means = {}
     for setting in ("off", "on"):
-        cfg = tiny_cfg(**{"compile": setting, "optim.lr": 2e-3})
+        cfg = tiny_cfg(**{"compile": setting, "optim.lr": 2e-3, "bf16": "on" if precision == "bf16" else "off"})
         trainer = DiffusionTrainer(cfg, tmp_path / setting, faces16[:64])
         assert trainer.compile.inductor == (setting == "on")
         losses = [float(trainer.train_step()) for _ in range(200)]
@@ -107,20 +110,33 @@ def test_sampling_compiles_only_where_it_repays_the_compile():
         plan_sampling_compile("fast", cpu, 1)
 
 
+def shipped_faces(seeds: list[int], bf16: str, compile: str) -> torch.Tensor:
+    """The shipped model's faces for `seeds` at batch 2 (DDIM, 2 steps), as float (N, 3, H, W) in 0..255."""
+    model = TrainedModel.load(None, "cpu", bf16=bf16, compile=compile)
+    return torch.cat(list(model.images(seeds, SamplerSpec("ddim", 2), batch_size=2))).float()
+
+
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
-def test_compiled_generation_draws_the_eager_faces(tmp_path):
-    # the shipped model, 3 faces at batch 2: the last batch is padded to the compiled shape and cut back, so
-    # face 3 is still seed 2's face; compiled kernels reorder float sums, so pixels may differ by rounding
-    faces = {}
-    for setting in ("off", "on"):
-        proc = cli("generate", "--num", "3", "--batch-size", "2", "--sampler", "ddim", "--steps", "2",
-                   "--compile", setting, "--out", str(tmp_path / setting), timeout=600)
-        assert ("inductor" in proc.stderr) == (setting == "on"), proc.stderr[-2000:]
-        faces[setting] = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / setting / f"{k}.jpg")))
-                                      for k in (1, 2, 3)]).float()
-    diff = (faces["on"] - faces["off"]).abs()
-    assert diff.mean() < 1.0 and diff.amax(dim=(1, 2, 3)).max() < 24, diff.amax(dim=(1, 2, 3))
-    assert (faces["on"][2] - faces["off"][1]).abs().mean() > 10  # face 3 is not a copy of face 2
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
+def test_compiled_generation_draws_the_eager_faces(precision, caplog):
+    # the same precision on both sides; 3 faces at batch 2: the last batch is padded to the compiled shape and
+    # cut back, so face 3 is still seed 2's face
+    bf16 = "on" if precision == "bf16" else "off"
+    eager = shipped_faces([0, 1, 2], bf16, "off")
+    with caplog.at_level(logging.INFO):
+        compiled = shipped_faces([0, 1, 2], bf16, "on")
+    assert "inductor" in caplog.text
+    diff = (compiled - eager).abs().mean(dim=(1, 2, 3))
+    if precision == "fp32":
+        # compiled kernels reorder float32 sums: relative errors of ~1e-6, far below one level of 255
+        assert diff.max() < 0.05 and (compiled - eager).abs().max() <= 2, diff
+    else:
+        # inductor rounds to bf16 at other points than eager autocast does: the faces may differ by as much as
+        # bf16 rounding moves them at all, measured here as eager bf16 against eager fp32 on the same seeds
+        rounding = (eager - shipped_faces([0, 1, 2], "off", "off")).abs().mean(dim=(1, 2, 3))
+        assert rounding.min() > 0  # bf16 did run
+        assert (diff <= 2 * rounding).all(), (diff, rounding)
+    assert (compiled[2] - eager[1]).abs().mean() > 10  # face 3 is not a copy of face 2
 
 
 def test_generate_compile_on_without_a_compiler_says_so_in_one_line_and_samples(tmp_path):

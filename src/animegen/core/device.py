@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -14,10 +15,19 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it still computes bf16 in hardware
+_BF16_ISAS = {"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"}
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it oneDNN emulates bf16
-    and a training step runs ~10x slower than fp32 (measured on a 2-core EPYC VM without AVX-512)."""
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX) and oneDNN may use it. Without it
+    oneDNN emulates bf16 and a training step runs ~10x slower than fp32 (BENCHMARKS.md). A cap such as
+    ONEDNN_MAX_CPU_ISA=AVX2 makes this machine behave as an AVX2-only one, here as in oneDNN."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap and cap not in _BF16_ISAS:
+        return False
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
