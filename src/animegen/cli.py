@@ -11,6 +11,7 @@ from pathlib import Path
 
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
+from animegen.core.limits import COUNT, POSITIVE, at_least, in_range, positive_float
 from animegen.core.outputs import describe
 from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS,
                                  SPACINGS, THRESHOLDS)
@@ -21,44 +22,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def at_least(low: float, kind: type = int):
-    """An argparse type: a number of `kind` >= low, refused in one line otherwise."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}")
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
-        return value
-
-    return parse
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def in_range(low: float, high: float, kind: type = float):
-    def parse(text: str):
-        value = at_least(low, kind)(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
-        return value
-
-    return parse
-
-
-POSITIVE, COUNT = at_least(1), at_least(0)
 
 
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
