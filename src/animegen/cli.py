@@ -341,6 +341,31 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"wrote {interpolate(model, args.out, args.rows, args.steps, args.seed, args.psi)}")
 
 
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web page: draw faces, walk between seeds, watch a face being made, "
+                                     "follow runs while they train, score, write the hand-in",
+                       description="Needs the serve extra: pip install 'animegen[serve]'. Reads only the "
+                                   "checkpoint it serves, the runs under --runs and --real; writes only --out.")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder to draw with (default: the shipped "
+                                        "model, and its 2-step student, which the page starts with)")
+    p.add_argument("--runs", type=Path, default=Path("."), help="the folder whose runs the page shows and may draw "
+                                                                "with (default: the current folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; any other is announced with a warning)")
+    p.add_argument("--port", type=in_range(0, 65535, int), default=8765, help="default 8765; 0: any free port")
+    p.add_argument("--out", type=Path, default=Path("handin"),
+                   help="the hand-in folder Download writes: OUT/images/1.jpg.. and OUT/images.tgz (default: handin)")
+    p.add_argument("--real", type=Path, help="real faces for Score's SWD (without it, Score gives AFD only)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from animegen.serve import serve
+
+    serve(args.checkpoint, args.runs, args.host, args.port, args.out, args.real, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -355,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare(sub)
     add_export(sub)
     add_interpolate(sub)
+    add_serve(sub)
     return parser
 
 
