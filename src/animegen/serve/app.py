@@ -117,8 +117,14 @@ class Server:
     async def runs_list(self, request: Request) -> Response:
         Params(request.query_params).done()
 
+        def summary(name: str) -> dict:
+            try:
+                return self.runs.summary(name)
+            except BadRequest as err:  # e.g. a log linked from outside --runs: named, not read
+                return {"name": name, "error": str(err)}
+
         def read() -> dict:
-            return {"root": str(self.runs.root), "runs": [self.runs.summary(n) for n in self.runs.names()]}
+            return {"root": str(self.runs.root), "runs": [summary(n) for n in self.runs.names()]}
 
         return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
 

@@ -35,10 +35,13 @@ class RunsReader:
 
     def inside(self, path: Path) -> Path:
         """`path` with symlinks resolved, if that is in the runs folder; otherwise the request is refused."""
-        real = Path(os.path.realpath(path))
-        if real != self.root and self.root not in real.parents:
+        if not self.contains(path):
             raise BadRequest(f"{self._shown(path)}: outside the runs folder; only what is under --runs is read", 403)
-        return real
+        return Path(os.path.realpath(path))
+
+    def contains(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return real == self.root or self.root in real.parents
 
     def _shown(self, path: Path) -> str:
         try:
@@ -115,7 +118,7 @@ class RunsReader:
         planned = last.get("planned_steps") or config.get("steps")
         updated = log_file.stat().st_mtime if log_file.is_file() else None
         grids = self.inside(folder / "samples")
-        samples = sorted(p.name for p in grids.glob("step-*.png")) if grids.is_dir() else []
+        samples = sorted(p.name for p in grids.glob("step-*.png") if self.contains(p)) if grids.is_dir() else []
         return {
             "name": name, "preset": config.get("preset"), "kind": config.get("kind", "diffusion"),
             "step": last.get("step"), "planned_steps": planned, "loss": last.get("loss"), "lr": last.get("lr"),
