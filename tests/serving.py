@@ -79,3 +79,22 @@ def start_server(log: Path, *args: str, timeout: float = 180) -> Served:
         time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"animegen serve did not start in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's (.ci/run installs them)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1400"]
+
+
+def chromium(profile: Path):
+    """Headless Debian chromium driven by its own chromedriver (nothing is downloaded), with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

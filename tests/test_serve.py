@@ -233,3 +233,13 @@ def test_another_host_is_announced_with_a_warning(tmp_path):
         assert "warning: serving on 127.0.0.2: anyone who can reach port" in served.log.read_text()
     finally:
         served.stop()
+
+
+def test_the_command_line_stays_torch_free_with_serve_in_it():
+    import subprocess
+    import sys
+
+    code = ("import sys, animegen.cli as c; c.build_parser().parse_args(['serve', '--port', '0']); "
+            "print(sorted(m for m in ('torch', 'starlette', 'uvicorn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # the server is imported only when `serve` runs

@@ -156,7 +156,7 @@ function score() {
 
 // --- Runs: read every 2 s while the page is open
 function chart(curve) {
-  const W = 410, H = 120, pad = 4;
+  const W = 300, H = 150, pad = 4;
   const steps = curve.step, n = steps.length;
   if (n < 2) return "";
   const x = (s) => pad + (W - 2 * pad) * (s - steps[0]) / Math.max(1, steps[n - 1] - steps[0]);
@@ -198,8 +198,9 @@ function renderRun(run) {
     card = document.createElement("div");
     card.className = "run";
     card.dataset.name = run.name;
-    card.innerHTML = `<h3>${escapeHTML(run.name)}</h3><div class="facts"></div><div class="chart"></div>` +
-      `<img alt="newest sample grid"><button class="use">draw with it</button>`;
+    card.innerHTML = `<h3>${escapeHTML(run.name)}</h3><div class="facts"></div>` +
+      `<div class="body"><div class="chart"></div><figure><img alt="newest sample grid"><figcaption></figcaption>` +
+      `</figure></div><button class="use">draw with it</button>`;
     card.querySelector(".use").onclick = () => useModel(`run:${run.name}`);
     $("runs").appendChild(card);
   }
@@ -211,7 +212,7 @@ function renderRun(run) {
   if (newest && img.dataset.file !== newest) {
     img.src = `/api/runs/sample?${new URLSearchParams({ name: run.name, file: newest })}`;
     img.dataset.file = newest;
-    img.title = newest;
+    card.querySelector("figcaption").textContent = `newest samples: ${newest}`;
   }
   card.querySelector(".use").disabled = !run.checkpoint;
 }
