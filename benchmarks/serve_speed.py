@@ -23,7 +23,7 @@ from pathlib import Path
 from versions_speed import cpu_name
 
 
-def start(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen, str]:
     log = workdir / "serve.log"
     cmd = [sys.executable, "-m", "animegen", "serve", "--port", "0", "--runs", str(workdir), "--out",
            str(workdir / "handin")] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the slider moves")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start(args, Path(tmp))
+        proc, base = start_server(args, Path(tmp))
         try:
             model = f"&model={args.model}" if args.model else ""
             for _ in range(3):  # loads the model, warms the allocator and oneDNN's kernels

@@ -77,8 +77,9 @@ def outside_atimes(base: Path) -> dict[Path, float]:
 
 
 @pytest.fixture(scope="module")
-def server(layout):
-    served = start_server(layout / "serve.log", "--runs", str(layout / "runs"), "--out", str(layout / "handin"))
+def server(layout, faces_dir):
+    served = start_server(layout / "serve.log", "--runs", str(layout / "runs"), "--out", str(layout / "handin"),
+                          "--real", str(faces_dir))
     yield served
     served.stop()
 
@@ -173,6 +174,24 @@ def test_the_runs_part_reads_a_run(server, layout):
     assert good["state"] == "training" and good["planned_end"] == pytest.approx(good["updated"] + 5 * 2.0)
     status, headers, body = server.get("/api/runs/sample?name=good&file=step-0000003.png")
     assert status == 200 and body == (layout / "runs" / "good" / "samples" / "step-0000003.png").read_bytes()
+
+
+def test_score_prints_what_evaluate_prints(server, layout, faces_dir):
+    from animegen.api import evaluate
+
+    folder = layout / "runs" / "good" / "S"
+    folder.mkdir()
+    for path in sorted(faces_dir.glob("*.jpg"))[:48]:  # a small folder of real faces
+        (folder / path.name).write_bytes(path.read_bytes())
+    status, job = server.post("/api/score", {"source": "folder", "folder": "good/S"})
+    assert status == 202 and job["state"] == "running"
+    job = server.wait_job(300)
+    assert job["state"] == "done", job["error"]
+    expected = evaluate(folder, real=faces_dir, metrics=("afd", "swd"))
+    assert {k: job["result"]["metrics"][k] for k in expected} == expected  # the same numbers as `evaluate`
+    assert job["result"]["table"].splitlines()[0].split() == ["metric", "value"] and "swd " in job["result"]["table"]
+    status, answer = server.post("/api/score", {"source": "handin"})
+    assert status == 404 and "press Download first" in answer["error"]
 
 
 def test_twenty_concurrent_draws_are_all_answered_in_bounded_memory(server):

@@ -117,6 +117,23 @@ def test_an_out_of_range_number_shows_the_servers_message(page):
     assert page.find_element(By.ID, "draw-error").text == ""
 
 
+def test_score_shows_the_table_evaluate_prints(page, site, faces_dir):
+    from selenium.webdriver.support.ui import Select
+
+    folder = site.base / "runs" / "faces"
+    folder.mkdir()
+    for path in sorted(faces_dir.glob("*.jpg"))[:16]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    Select(page.find_element(By.ID, "score-source")).select_by_value("folder")
+    type_into(page, "score-folder", "faces")
+    page.find_element(By.ID, "score-btn").click()
+    result = page.find_element(By.ID, "score-result")
+    wait(page, lambda: result.get_attribute("data-state") in ("done", "error"), "the scores", 300)
+    lines = result.text.splitlines()
+    assert lines[0] == str(folder) and lines[2].split() == ["metric", "value"], result.text
+    assert any(line.split()[0] == "afd" and 0 <= float(line.split()[1]) <= 1 for line in lines[4:]), result.text
+
+
 @pytest.mark.slow
 def test_the_runs_part_follows_a_training_run(page, site, faces_dir, tmp_path):
     run = site.base / "runs" / "live"
