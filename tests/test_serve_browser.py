@@ -117,6 +117,21 @@ def test_an_out_of_range_number_shows_the_servers_message(page):
     assert page.find_element(By.ID, "draw-error").text == ""
 
 
+def test_a_run_that_cannot_be_read_is_named_and_the_others_still_show(page, site):
+    runs = site.base / "runs"
+    for name in ("fine", "broken"):
+        (runs / name).mkdir()
+        (runs / name / "config.json").write_text(json.dumps({"preset": "cpu", "steps": 10}))
+    (runs / "fine" / "log.jsonl").write_text(json.dumps({"step": 3, "loss": 0.5, "lr": 1e-3}) + "\n")
+    (site.base / "elsewhere.jsonl").write_text(json.dumps({"step": 9, "loss": 0.1}) + "\n")
+    (runs / "broken" / "log.jsonl").symlink_to(site.base / "elsewhere.jsonl")
+    card = wait(page, lambda: page.find_elements(By.CSS_SELECTOR, '.run[data-name="broken"]'), "the card")[0]
+    wait(page, lambda: "outside the runs folder" in card.text, "its message")
+    fine = wait(page, lambda: page.find_elements(By.CSS_SELECTOR, '.run[data-name="fine"]'), "the other card")[0]
+    wait(page, lambda: fine.get_attribute("data-step") == "3", "the other run's step")
+    assert "step 9" not in card.text
+
+
 def test_score_shows_the_table_evaluate_prints(page, site, faces_dir):
     from selenium.webdriver.support.ui import Select
 

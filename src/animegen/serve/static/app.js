@@ -205,6 +205,11 @@ function renderRun(run) {
     $("runs").appendChild(card);
   }
   card.dataset.step = run.step ?? "";
+  if (run.error) {  // e.g. a log linked from outside the runs folder: named, not read
+    card.querySelector(".facts").textContent = run.error;
+    card.querySelector(".use").disabled = true;
+    return;
+  }
   card.querySelector(".facts").innerHTML = runFacts(run);
   card.querySelector(".chart").innerHTML = chart(run.curve);
   const newest = run.samples[run.samples.length - 1];
