@@ -176,6 +176,7 @@ def test_the_runs_part_reads_a_run(server, layout):
     assert status == 200 and body == (layout / "runs" / "good" / "samples" / "step-0000003.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_score_prints_what_evaluate_prints(server, layout, faces_dir):
     from animegen.api import evaluate
 
