@@ -168,3 +168,30 @@ def test_unipc_with_all_steps_agrees_with_ddim_and_beats_dpmpp_at_few_steps():
     assert err_unipc < err_dpmpp  # the corrector buys accuracy at no extra network evaluation
     # first order: the corrector is the trapezoid rule (1/2), the predictor plain DDIM (no extra terms)
     assert unipc_coefficients(0.3, [])[1:] == ([], [0.5])
+
+
+@pytest.mark.parametrize("sampler,steps,eta", [("ddim", 4, 1.0), ("consistency", 2, 0.0), ("dpmpp", 4, 0.0)])
+def test_a_walk_between_two_seeds_starts_and_ends_on_their_faces(sampler, steps, eta):
+    from animegen.core.rng import SlerpRandomGenerator
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(image_size=16, dim=8, dim_mults=(1, 2), attn_resolutions=(8,)))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    den = Denoiser(net, alpha_bar("cosine", 100)).eval()
+    spec = SamplerSpec(sampler, steps, eta)
+    ends = sample_batch(den, [3, 8], spec)
+    walk = sample_batch(den, [3, 3, 3], spec, noise=SlerpRandomGenerator([3, 3, 3], [8, 8, 8], [0.0, 0.5, 1.0]))
+    # every draw (x_T and the later noise of stochastic samplers) is the seed's own at the ends
+    torch.testing.assert_close(walk[0], ends[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(walk[2], ends[1], atol=1e-5, rtol=0)
+    assert (walk[1] - ends[0]).abs().mean() > 0.01 and (walk[1] - ends[1]).abs().mean() > 0.01
+
+
+def test_slerp_keeps_the_norm_of_a_gaussian_draw():
+    from animegen.core.rng import slerp
+
+    a, b = torch.randn(2, 3 * 64 * 64, generator=torch.Generator().manual_seed(1))
+    mid = slerp(a[None], b[None], torch.tensor([0.5]))[0]
+    assert abs(mid.norm() / a.norm() - 1) < 0.02  # a straight line's midpoint would be ~0.71 of it
+    assert abs((a + b).div(2).norm() / a.norm() - 0.71) < 0.03

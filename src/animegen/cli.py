@@ -11,6 +11,7 @@ from pathlib import Path
 
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
+from animegen.core.limits import COUNT, POSITIVE, at_least, in_range, positive_float
 from animegen.core.outputs import describe
 from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS,
                                  SPACINGS, THRESHOLDS)
@@ -21,44 +22,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def at_least(low: float, kind: type = int):
-    """An argparse type: a number of `kind` >= low, refused in one line otherwise."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}")
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
-        return value
-
-    return parse
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def in_range(low: float, high: float, kind: type = float):
-    def parse(text: str):
-        value = at_least(low, kind)(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
-        return value
-
-    return parse
-
-
-POSITIVE, COUNT = at_least(1), at_least(0)
 
 
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
@@ -388,6 +351,31 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"wrote {interpolate(model, args.out, args.rows, args.steps, args.seed, args.psi)}")
 
 
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web page: draw faces, walk between seeds, watch a face being made, "
+                                     "follow runs while they train, score, write the hand-in",
+                       description="Needs the serve extra: pip install 'animegen[serve]'. Reads only the "
+                                   "checkpoint it serves, the runs under --runs and --real; writes only --out.")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder to draw with (default: the shipped "
+                                        "model, and its 2-step student, which the page starts with)")
+    p.add_argument("--runs", type=Path, default=Path("."), help="the folder whose runs the page shows and may draw "
+                                                                "with (default: the current folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; any other is announced with a warning)")
+    p.add_argument("--port", type=in_range(0, 65535, int), default=8765, help="default 8765; 0: any free port")
+    p.add_argument("--out", type=Path, default=Path("handin"),
+                   help="the hand-in folder Download writes: OUT/images/1.jpg.. and OUT/images.tgz (default: handin)")
+    p.add_argument("--real", type=Path, help="real faces for Score's SWD (without it, Score gives AFD only)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from animegen.serve import serve
+
+    serve(args.checkpoint, args.runs, args.host, args.port, args.out, args.real, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="animegen", description="Diffusion models for anime faces.")
     parser.add_argument("--version", action="version", version=f"animegen {__version__}")
@@ -402,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare(sub)
     add_export(sub)
     add_interpolate(sub)
+    add_serve(sub)
     return parser
 
 

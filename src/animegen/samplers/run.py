@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 import torch
 
 from animegen.core.imagefiles import to_uint8
-from animegen.core.rng import StackedRandomGenerator
+from animegen.core.rng import SlerpRandomGenerator, StackedRandomGenerator
 from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.consistency import consistency_timesteps, sample_consistency
 from animegen.samplers.ddim import sample_ddim
@@ -18,19 +18,24 @@ from animegen.samplers.timesteps import respaced_timesteps
 from animegen.samplers.unipc import sample_unipc
 
 
+NoiseSource = StackedRandomGenerator | SlerpRandomGenerator
+
+
 def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str = "cpu",
-                 callback: Callback | None = None, bf16: bool = False) -> torch.Tensor:
+                 callback: Callback | None = None, bf16: bool = False,
+                 noise: NoiseSource | None = None) -> torch.Tensor:
     """One batch: (len(seeds), C, H, W) float in [-1, 1] of the denoiser's image shape; row b depends only on
     seeds[b] (its starting noise and every noise draw after it). bf16: the network runs under bf16 autocast
-    (for hardware that has it); the sampler's own arithmetic and the image stay float32."""
+    (for hardware that has it); the sampler's own arithmetic and the image stay float32. noise: where x_T and
+    every later draw come from instead (a row per seed), e.g. a SlerpRandomGenerator to walk between two seeds."""
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-        return _sample(denoiser, seeds, spec, device, callback)
+        return _sample(denoiser, seeds, spec, device, callback, noise)
 
 
 def _sample(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str,
-            callback: Callback | None) -> torch.Tensor:
+            callback: Callback | None, noise: NoiseSource | None) -> torch.Tensor:
     spec = spec.resolve(denoiser.timesteps)
-    rng = StackedRandomGenerator(seeds, device)
+    rng = noise if noise is not None else StackedRandomGenerator(seeds, device)
     x = rng.randn((len(seeds), *denoiser.image_shape))
     common = {"noise": rng.randn_like, "callback": callback, "threshold": spec.threshold}
     if spec.name == "ddpm":

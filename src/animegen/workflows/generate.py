@@ -8,6 +8,7 @@ carries a small manifest), never files animegen did not write. One generate per 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -75,7 +76,10 @@ def encode_jpeg(image: torch.Tensor, quality: int) -> bytes:
 def tgz_bytes(files: list[bytes]) -> bytes:
     """The homework's images.tgz in memory: 1.jpg..N.jpg at the archive root, deterministic metadata."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=9) as archive:
+    # mtime 0 in the gzip header too (tarfile's "w:gz" writes the clock there): the same images give the same
+    # archive, byte for byte, whenever and wherever it is made
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w") as archive:
         for k, data in enumerate(files, start=1):
             info = tarfile.TarInfo(f"{k}.jpg")
             info.size, info.mode, info.mtime = len(data), 0o644, 0

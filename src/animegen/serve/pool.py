@@ -1,0 +1,72 @@
+"""The models a page may draw with, each loaded once per checkpoint and shared by every request.
+
+Ids: "served" (--checkpoint, or the model shipped with animegen), "student" (the shipped 2-step student, where
+one ships) and "run:NAME" (the newest complete checkpoint of a run under --runs; a newer checkpoint is a new
+model). At most `keep` models stay loaded; the least recently used goes first."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from animegen.api import Model, load
+from animegen.assets import SHIPPED_STUDENT, shipped_model, shipped_student
+from animegen.core.errors import UserError
+from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.serve.params import BadRequest
+from animegen.serve.runs import RunsReader
+
+SERVED, STUDENT, RUN = "served", "student", "run:"
+
+
+class ModelPool:
+    """Checkpoint folder -> loaded Model (EMA weights, bf16 and compile as `generate`'s defaults: auto)."""
+
+    def __init__(self, checkpoint: str | None, runs: RunsReader, device: str = "auto", keep: int = 3):
+        self.served = resolve_checkpoint(checkpoint) if checkpoint else shipped_model()
+        self.student = shipped_student() if checkpoint is None and (SHIPPED_STUDENT / "ema.safetensors").is_file() \
+            else None
+        self.runs, self.device, self.keep = runs, device, keep
+        self._models: OrderedDict[Path, Model] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def default(self) -> str:
+        """The model the page draws with first: the shipped student where it stands in, so the grid follows typing."""
+        return STUDENT if self.student is not None else SERVED
+
+    def choices(self) -> list[dict]:
+        """[{"id", "label"}] for the page's model menu (runs are added by the page from the Runs list)."""
+        found = [{"id": SERVED, "label": f"{self.served.parent.name}/{self.served.name}"
+                  if self.served.name.startswith("step-") else self.served.name}]
+        if self.student is not None:
+            found.insert(0, {"id": STUDENT, "label": "shipped student (2 steps)"})
+        return found
+
+    def checkpoint(self, model_id: str) -> Path:
+        """The checkpoint folder an id names; a run's is found (and checked to lie under --runs) now."""
+        if model_id == SERVED:
+            return self.served
+        if model_id == STUDENT and self.student is not None:
+            return self.student
+        if model_id.startswith(RUN):
+            return self.runs.checkpoint(model_id[len(RUN):])
+        raise BadRequest(f"model {model_id[:80]!r}: unknown; choose {', '.join(c['id'] for c in self.choices())} "
+                         f"or run:NAME for a run under --runs")
+
+    def get(self, model_id: str) -> Model:
+        """The loaded model (loading it on first use); call from the worker, loading takes a second or two."""
+        folder = self.checkpoint(model_id)
+        with self._lock:
+            if folder in self._models:
+                self._models.move_to_end(folder)
+                return self._models[folder]
+        try:
+            model = load(folder, self.device, "auto", "auto")
+        except UserError as err:  # e.g. a run's trainer replaced the checkpoint while it loaded
+            raise BadRequest(str(err), 409) from None
+        with self._lock:
+            self._models[folder] = model
+            while len(self._models) > self.keep:
+                self._models.popitem(last=False)
+        return model
