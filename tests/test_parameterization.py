@@ -49,13 +49,23 @@ def test_denoiser_wrapper_and_loss_are_zero_for_a_perfect_net(objective):
     torch.testing.assert_close(eps_pred, eps, atol=2e-4, rtol=1e-4)
 
 
-def test_min_snr_weight_caps_low_noise_steps():
-    ab = alpha_bar("linear", 1000).float()
-    loss = DiffusionLoss(min_snr_gamma=5.0)
-    w = loss.weight("pred_noise", ab)
-    snr = ab / (1 - ab)
-    assert torch.allclose(w[snr > 5], 5 / snr[snr > 5]) and torch.allclose(w[snr <= 5], torch.ones(1))
-    assert torch.equal(DiffusionLoss().weight("pred_v", ab), torch.ones_like(ab))
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_the_x0_loss_is_plain_mse_on_the_networks_output_and_min_snr_caps_its_weight(objective):
+    # the loss only sees x0_pred, yet with the denoiser's own weight it is the MSE between the network's output
+    # and the objective's target; min-SNR-gamma turns that weight into min(snr, gamma) per x0 squared error
+    g = torch.Generator().manual_seed(0)
+    ab = alpha_bar("cosine", 1000)
+    t = torch.tensor([10, 300, 600, 900])
+    x0 = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
+    eps = torch.randn(4, 3, 8, 8, generator=g)
+    out = torch.randn(4, 3, 8, 8, generator=g)  # a network's (wrong) output
+    den = Denoiser(Oracle(out), ab, objective, image_shape=(3, 8, 8))
+    abt = ab[t].float()
+    plain = (out - model_target(objective, x0, eps, abt)).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(DiffusionLoss()(den, x0, t=t, eps=eps), plain, rtol=1e-4, atol=0)
+    snr = abt / (1 - abt)
+    capped = plain * snr.clamp(max=5.0) / OBJECTIVES[objective].x0_mse_scale(snr)
+    torch.testing.assert_close(DiffusionLoss(min_snr_gamma=5.0)(den, x0, t=t, eps=eps), capped, rtol=1e-4, atol=0)
 
 
 def test_thresholds_bring_x0_into_range_and_dynamic_rescales_instead_of_saturating():

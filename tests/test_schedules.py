@@ -44,3 +44,18 @@ def test_alpha_bar_is_decreasing_and_unknown_name_is_rejected():
         assert ab.dtype == torch.float64 and (ab[1:] < ab[:-1]).all() and 0 < ab[0] < 1
     with pytest.raises(ValueError, match="unknown beta schedule"):
         alpha_bar("quadratic", 10)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "sigmoid"])
+def test_sigma_and_its_inverse_on_the_grid(schedule):
+    from animegen.diffusion.schedules import log_sigma, sigma, timestep_at_log_sigma
+
+    ab = alpha_bar(schedule, 1000)
+    s = sigma(ab)
+    assert (s[1:] > s[:-1]).all()  # more noise at every later step
+    # x_t / sqrt(ab) = x0 + sigma eps: the noise's share of x_t is sigma / sqrt(1 + sigma^2) = sqrt(1 - ab)
+    torch.testing.assert_close(s / (1 + s**2).sqrt(), (1 - ab).sqrt())
+    t = torch.arange(1000)
+    assert torch.equal(timestep_at_log_sigma(ab, log_sigma(ab).float()), t)  # each level finds its own step
+    assert int(timestep_at_log_sigma(ab, torch.tensor([100.0]))) == 999  # beyond the last level: the last step
+    assert log_sigma(float(ab[500])) == pytest.approx(float(log_sigma(ab)[500]))

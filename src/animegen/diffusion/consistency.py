@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from animegen.diffusion.loss import DiffusionLoss
+from animegen.diffusion.loss import draw_timesteps, noised
 from animegen.diffusion.parameterization import Denoiser
+from animegen.diffusion.schedules import sigma
 
 
 def consistency_x0(denoiser: Denoiser, x_t: Tensor, t: Tensor) -> Tensor:
@@ -44,8 +45,7 @@ class ConsistencyLoss:
 
     def __init__(self, p_mean: float = -1.1, p_std: float = 2.0, huber_c: float = 0.03):
         # t from EDM's log-normal over sigma, with ECT's wider spread: most pairs where faces take shape
-        self.draw_t = DiffusionLoss(t_sampling="lognormal", p_mean=p_mean, p_std=p_std)
-        self.huber_c = huber_c
+        self.p_mean, self.p_std, self.huber_c = p_mean, p_std, huber_c
         self.gap = torch.ones(())
 
     def to(self, device: torch.device) -> "ConsistencyLoss":
@@ -64,15 +64,12 @@ class ConsistencyLoss:
 
     def __call__(self, student: Denoiser, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """x0: (B, C, H, W) real images in [-1, 1] -> (B,) loss."""
-        t, eps = self.draw_t.draw(student, x0, generator)
-        t = t.clamp(min=1)
+        t = draw_timesteps(student.alpha_bar, x0.shape[0], x0.device, generator, "lognormal", self.p_mean,
+                           self.p_std).clamp(min=1)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         r = self.pair(t)
-        shape = (-1, *([1] * (x0.dim() - 1)))
         ab_t, ab_r = student.alpha_bar[t].float(), student.alpha_bar[r].float()
-        x_t = ab_t.sqrt().view(shape) * x0 + (1 - ab_t).sqrt().view(shape) * eps
-        x_r = ab_r.sqrt().view(shape) * x0 + (1 - ab_r).sqrt().view(shape) * eps
         with torch.no_grad():
-            target = consistency_x0(student, x_r, r)
-        dist = pseudo_huber(consistency_x0(student, x_t, t), target, self.huber_c)
-        sigma_t, sigma_r = ((1 - ab_t) / ab_t).sqrt(), ((1 - ab_r) / ab_r).sqrt()
-        return dist / (sigma_t - sigma_r)
+            target = consistency_x0(student, noised(ab_r, x0, eps), r)
+        dist = pseudo_huber(consistency_x0(student, noised(ab_t, x0, eps), t), target, self.huber_c)
+        return dist / (sigma(ab_t) - sigma(ab_r))

@@ -12,12 +12,13 @@ With x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from animegen.core.names import THRESHOLDS
+from animegen.diffusion.schedules import sigma
 
 DYNAMIC_PERCENTILE = 0.995  # Imagen's p
 SIGMA_DATA = 0.5  # EDM's sigma_data: the standard deviation of the data (faces in [-1, 1]: ~0.5)
@@ -27,48 +28,61 @@ def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return a.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
 
+class Level(NamedTuple):
+    """A noise level broadcast like x: x_t = a x0 + s eps, a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar), and
+    sigma = s / a, EDM's level of x_t / a = x0 + sigma eps (schedules.sigma)."""
+
+    a: Tensor
+    s: Tensor
+    sigma: Tensor
+
+
+def level(alpha_bar_t: Tensor, x: Tensor) -> Level:
+    """The Level of alpha_bar_t (B,) for tensors shaped like x (B, C, H, W), in x's dtype."""
+    return Level(_bcast(alpha_bar_t.sqrt(), x), _bcast((1 - alpha_bar_t).sqrt(), x), _bcast(sigma(alpha_bar_t), x))
+
+
 @dataclass(frozen=True)
 class Objective:
     """Everything that depends on what the network predicts, in one place.
 
-    With a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar) (broadcast like x): `target` is the regression target,
-    `to_x0_eps` turns a network output back into (x0_pred, eps_pred), and `x0_mse_scale(snr)` is how much larger
-    this objective's MSE is than the x0 MSE at that SNR (for min-SNR weighting)."""
+    `target` is the regression target, `to_x0_eps` turns a network output back into (x0_pred, eps_pred), and
+    `x0_mse_scale(snr)` is how much larger this objective's MSE is than the x0 MSE at that SNR: the weight under
+    which a loss on x0 is plain MSE on the network's output."""
 
-    target: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]                    # (x0, eps, a, s)
-    to_x0_eps: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]  # (out, x_t, a, s)
-    x0_mse_scale: Callable[[Tensor], Tensor]                                       # snr -> factor
-
-
-def _edm_scales(a: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(sigma, c_skip, c_out) of EDM's preconditioning at x_t = a x0 + s eps."""
-    sigma = s / a
-    c_skip = SIGMA_DATA**2 / (sigma**2 + SIGMA_DATA**2)
-    c_out = sigma * SIGMA_DATA / (sigma**2 + SIGMA_DATA**2).sqrt()
-    return sigma, c_skip, c_out
+    target: Callable[[Tensor, Tensor, Level], Tensor]                    # (x0, eps, level)
+    to_x0_eps: Callable[[Tensor, Tensor, Level], tuple[Tensor, Tensor]]  # (out, x_t, level)
+    x0_mse_scale: Callable[[Tensor], Tensor]                              # snr -> factor
 
 
-def _edm_target(x0: Tensor, eps: Tensor, a: Tensor, s: Tensor) -> Tensor:
-    sigma, c_skip, c_out = _edm_scales(a, s)
-    return (x0 - c_skip * (x0 + sigma * eps)) / c_out
+def _edm_scales(lv: Level) -> tuple[Tensor, Tensor]:
+    """(c_skip, c_out) of EDM's preconditioning at sigma."""
+    c_skip = SIGMA_DATA**2 / (lv.sigma**2 + SIGMA_DATA**2)
+    c_out = lv.sigma * SIGMA_DATA / (lv.sigma**2 + SIGMA_DATA**2).sqrt()
+    return c_skip, c_out
 
 
-def _edm_to_x0_eps(out: Tensor, x_t: Tensor, a: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    sigma, c_skip, c_out = _edm_scales(a, s)
-    x = x_t / a
+def _edm_target(x0: Tensor, eps: Tensor, lv: Level) -> Tensor:
+    c_skip, c_out = _edm_scales(lv)
+    return (x0 - c_skip * (x0 + lv.sigma * eps)) / c_out
+
+
+def _edm_to_x0_eps(out: Tensor, x_t: Tensor, lv: Level) -> tuple[Tensor, Tensor]:
+    c_skip, c_out = _edm_scales(lv)
+    x = x_t / lv.a
     x0 = c_skip * x + c_out * out
-    return x0, (x - x0) / sigma
+    return x0, (x - x0) / lv.sigma
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "pred_noise": Objective(target=lambda x0, eps, a, s: eps,
-                            to_x0_eps=lambda out, x_t, a, s: ((x_t - s * out) / a, out),
+    "pred_noise": Objective(target=lambda x0, eps, lv: eps,
+                            to_x0_eps=lambda out, x_t, lv: ((x_t - lv.s * out) / lv.a, out),
                             x0_mse_scale=lambda snr: snr),
-    "pred_x0": Objective(target=lambda x0, eps, a, s: x0,
-                         to_x0_eps=lambda out, x_t, a, s: (out, (x_t - a * out) / s),
+    "pred_x0": Objective(target=lambda x0, eps, lv: x0,
+                         to_x0_eps=lambda out, x_t, lv: (out, (x_t - lv.a * out) / lv.s),
                          x0_mse_scale=torch.ones_like),
-    "pred_v": Objective(target=lambda x0, eps, a, s: a * eps - s * x0,
-                        to_x0_eps=lambda out, x_t, a, s: (a * x_t - s * out, s * x_t + a * out),
+    "pred_v": Objective(target=lambda x0, eps, lv: lv.a * eps - lv.s * x0,
+                        to_x0_eps=lambda out, x_t, lv: (lv.a * x_t - lv.s * out, lv.s * x_t + lv.a * out),
                         x0_mse_scale=lambda snr: snr + 1),
     # F-space MSE = D-space MSE / c_out^2, and 1 / c_out^2 = (1 + sigma_data^2 snr) / sigma_data^2
     "edm": Objective(target=_edm_target, to_x0_eps=_edm_to_x0_eps,
@@ -83,18 +97,14 @@ def get_objective(name: str) -> Objective:
     return OBJECTIVES[name]
 
 
-def _a_s(alpha_bar_t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    return _bcast(alpha_bar_t.sqrt(), x), _bcast((1 - alpha_bar_t).sqrt(), x)
-
-
 def model_target(name: str, x0: Tensor, eps: Tensor, alpha_bar_t: Tensor) -> Tensor:
     """The regression target of objective `name`; x0, eps: (B, C, H, W), alpha_bar_t: (B,)."""
-    return get_objective(name).target(x0, eps, *_a_s(alpha_bar_t, x0))
+    return get_objective(name).target(x0, eps, level(alpha_bar_t, x0))
 
 
 def to_x0_eps(name: str, out: Tensor, x_t: Tensor, alpha_bar_t: Tensor) -> tuple[Tensor, Tensor]:
     """Network output -> (x0_pred, eps_pred), both shaped like x_t."""
-    return get_objective(name).to_x0_eps(out, x_t, *_a_s(alpha_bar_t, x_t))
+    return get_objective(name).to_x0_eps(out, x_t, level(alpha_bar_t, x_t))
 
 
 def upper_quantile(a: torch.Tensor, q: float) -> torch.Tensor:
@@ -167,6 +177,10 @@ class Denoiser(nn.Module):
         x0_pred, eps_pred = to_x0_eps(self.objective, out, x_t.float(), alpha_bar_t)
         if threshold != "none":
             x0_pred = threshold_x0(x0_pred, threshold)
-            a, s = _a_s(alpha_bar_t, x_t)
-            eps_pred = (x_t - a * x0_pred) / s
+            lv = level(alpha_bar_t, x_t)
+            eps_pred = (x_t - lv.a * x0_pred) / lv.s
         return x0_pred, eps_pred
+
+    def output_weight(self, alpha_bar_t: Tensor) -> Tensor:
+        """(B,) the weight under which the squared error of x0_pred is plain MSE on the network's output."""
+        return get_objective(self.objective).x0_mse_scale(alpha_bar_t / (1 - alpha_bar_t))

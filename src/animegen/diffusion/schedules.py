@@ -49,3 +49,26 @@ def alpha_bar(schedule: str, timesteps: int) -> torch.Tensor:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown beta schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     return torch.cumprod(1 - SCHEDULES[schedule](timesteps), dim=0)
+
+
+# -- noise levels: the one place sigma is derived from alpha_bar ---------------------------------------------------
+
+def sigma(alpha_bar: torch.Tensor | float) -> torch.Tensor | float:
+    """EDM's noise level of x_t / sqrt(alpha_bar) = x0 + sigma eps: sigma = sqrt((1 - alpha_bar) / alpha_bar)
+    (Karras et al. 2022, the VP case); a tensor of any shape or a float."""
+    return ((1 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def log_sigma(alpha_bar: torch.Tensor | float) -> torch.Tensor | float:
+    """ln sigma = -lambda, with lambda = ln(alpha_t / sigma_t) the half log-SNR that DPM-Solver steps in."""
+    if isinstance(alpha_bar, torch.Tensor):
+        return 0.5 * ((1 - alpha_bar) / alpha_bar).log()
+    return 0.5 * math.log((1 - alpha_bar) / alpha_bar)
+
+
+def timestep_at_log_sigma(alpha_bar: torch.Tensor, log_levels: torch.Tensor) -> torch.Tensor:
+    """sigma's inverse on the grid: for each level ln sigma (a 1-D tensor) the first timestep t whose sigma_t
+    reaches it, int64 in [0, T - 1] (sigma grows with t)."""
+    grid = log_sigma(alpha_bar).float()
+    t = torch.searchsorted(grid, log_levels.to(grid.device, torch.float32).contiguous())
+    return t.clamp(max=alpha_bar.shape[0] - 1)

@@ -13,6 +13,7 @@ import torch
 
 from animegen.diffusion.consistency import consistency_x0
 from animegen.diffusion.parameterization import Denoiser, threshold_x0
+from animegen.diffusion.schedules import timestep_at_log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
 
 # the noise levels (sigma = sqrt(1 - ab) / sqrt(ab)) that steps 2, 3, ... start from. ECT's two-step sampler
@@ -25,9 +26,7 @@ def consistency_timesteps(alpha_bar: torch.Tensor, steps: int) -> list[int]:
     """[T-1, t_2, ...]: the timesteps the `steps` evaluations start from, each t_k the first whose sigma reaches
     the k-th level (levels for more than 4 steps: log-spaced from 2.0 down to 0.2)."""
     sigmas = STEP_SIGMAS.get(steps) or tuple(torch.logspace(0.301, -0.699, steps - 1).tolist())
-    log_sigma = 0.5 * ((1 - alpha_bar) / alpha_bar).log().float()
-    levels = torch.tensor(sigmas, device=log_sigma.device, dtype=torch.float32).log()
-    found = torch.searchsorted(log_sigma, levels).tolist()
+    found = timestep_at_log_sigma(alpha_bar, torch.tensor(sigmas, dtype=torch.float32).log()).tolist()
     return [alpha_bar.shape[0] - 1] + [min(t, alpha_bar.shape[0] - 2) for t in found]
 
 

@@ -16,11 +16,13 @@ from typing import Sequence
 import torch
 
 from animegen.diffusion.parameterization import Denoiser
+from animegen.diffusion.schedules import log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
 
 
 def _lambda(alpha_bar: float) -> float:
-    return 0.5 * math.log(alpha_bar / (1 - alpha_bar))
+    """lambda = ln(alpha / sigma) = -ln sigma: the time DPM-Solver steps in."""
+    return -log_sigma(alpha_bar)
 
 
 @torch.inference_mode()

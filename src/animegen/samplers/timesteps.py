@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from animegen.core.names import SPACINGS
+from animegen.diffusion.schedules import log_sigma
 
 
 
@@ -25,7 +26,7 @@ def respaced_timesteps(T: int, steps: int, spacing: str = "uniform", alpha_bar: 
     elif spacing == "logsnr":
         if alpha_bar is None:
             raise ValueError("logsnr spacing needs the schedule's alpha_bar")
-        logsnr = (alpha_bar / (1 - alpha_bar)).log()
+        logsnr = -2 * log_sigma(alpha_bar)
         targets = torch.linspace(float(logsnr[-1]), float(logsnr[0]), steps, dtype=torch.float64)
         # logsnr falls with t: the nearest t for each target level
         ts = [int((logsnr - v).abs().argmin()) for v in targets]

@@ -16,13 +16,15 @@ from typing import Sequence
 import torch
 
 from animegen.diffusion.parameterization import Denoiser
+from animegen.diffusion.schedules import log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
 
 ORDER = 2
 
 
 def _lambda(alpha_bar: float) -> float:
-    return 0.5 * math.log(alpha_bar / (1 - alpha_bar))
+    """lambda = ln(alpha / sigma) = -ln sigma: the time DPM-Solver steps in."""
+    return -log_sigma(alpha_bar)
 
 
 def unipc_coefficients(h: float, rks: Sequence[float]) -> tuple[float, list[float], list[float]]:
