@@ -53,7 +53,7 @@ def test_train_returns_a_run_that_load_reads(tmp_path, faces_dir):
     assert isinstance(run, animegen.Run) and [r["step"] for r in run.log()] == [1, 2, 3]
     assert run.config["model"]["dim"] == 8 and run.samples().size[0] > 64
     model = run.load()
-    assert model.checkpoint.name == "step-0000003" and model.config.model.dim == 8
+    assert model.checkpoint.name == "step-0000003" and model.config.network.dim == 8
     assert len(model.generate(2, steps=2)) == 2
     with pytest.raises(animegen.api.UserError, match="no such setting"):
         animegen.train(faces_dir, out=tmp_path / "S", steps=1, model__width=3)
@@ -125,7 +125,7 @@ def test_the_homework_notebook_runs_top_to_bottom(tmp_path, faces_dir):
     nb = nbformat.read(ROOT / "notebooks" / "hw6.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")  # stripped in git
     out = tmp_path / "hw6"
-    overrides = {**SMALL, "timesteps": 20, "sample__steps": 3, "sample__every": 2}
+    overrides = {**SMALL, "timesteps": 30, "sample__steps": 3, "sample__every": 2}
     env = {"HW6_DATA": str(faces_dir), "HW6_OUT": str(out), "HW6_STEPS": "2", "HW6_NUM": "16",
            "HW6_COMPARE_NUM": "4", "HW6_SAMPLERS": "ddpm,ddim:3", "HW6_OVERRIDES": json.dumps(overrides)}
     os.environ.update(env)  # the kernel inherits this process's environment
@@ -138,7 +138,7 @@ def test_the_homework_notebook_runs_top_to_bottom(tmp_path, faces_dir):
     assert (out / "run" / "latest").is_file()
     assert (out / "q1.png").is_file() and (out / "q1-x0.png").is_file()
     report = json.loads((out / "report" / "report.json").read_text())
-    assert [r["name"] for r in report["rows"]] == ["ddpm-20", "ddim-3"]
+    assert [r["name"] for r in report["rows"]] == ["ddpm-30", "ddim-3"]
     assert sorted(int(p.stem) for p in (out / "submission").glob("*.jpg")) == list(range(1, 17))
     assert (out / "images.tgz").stat().st_size <= HOMEWORK_TGZ_LIMIT
     shown = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]

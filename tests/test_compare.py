@@ -8,33 +8,42 @@ from PIL import Image
 from conftest import FAST, cli
 
 from animegen.core.errors import UserError
-from animegen.samplers.spec import SamplerSpec
+from animegen.runs.model import TrainedModel
 from animegen.workflows.compare import markdown_table, parse_samplers
 
 
-def test_sampler_specs_and_their_mistakes():
-    specs = parse_samplers("ddpm, ddim:50,dpmpp:20", SamplerSpec(), 1000)
+@pytest.fixture(scope="module")
+def shipped() -> TrainedModel:
+    return TrainedModel.load(None, "cpu")  # T = 1000
+
+
+def specs_of(text: str, model: TrainedModel):
+    return [spec for _, spec in parse_samplers(text, model)]
+
+
+def test_sampler_specs_and_their_mistakes(shipped):
+    specs = specs_of("ddpm, ddim:50,dpmpp:20", shipped)
     assert [(s.name, s.steps, s.label) for s in specs] == [
         ("ddpm", 1000, "ddpm-1000"), ("ddim", 50, "ddim-50"), ("dpmpp", 20, "dpmpp-20")]
     for bad, words in [("ddpm:10", "all T = 1000"), ("euler:10", "unknown sampler"), ("ddim:x", "whole number"),
                        ("ddim:0", ">= 1"), ("ddim:2000", "only T = 1000"), (" , ", "empty")]:
         with pytest.raises(UserError, match=words):
-            parse_samplers(bad, SamplerSpec(), 1000)
+            parse_samplers(bad, shipped)
 
 
-def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores():
-    spec, plain = parse_samplers("ddim:50:eta=1:spacing=trailing,dpmpp:20:spacing=logsnr", SamplerSpec(), 1000)
+def test_sampler_options_name_their_folder_and_refuse_what_the_sampler_ignores(shipped):
+    spec, plain = specs_of("ddim:50:eta=1:spacing=trailing,dpmpp:20:spacing=logsnr", shipped)
     assert (spec.eta, spec.spacing, spec.label, spec.variant) == (1.0, "trailing", "ddim-50-eta1-trailing",
                                                                  "ddim eta=1 trailing")
     assert (plain.label, plain.variant) == ("dpmpp-20-logsnr", "dpmpp logsnr")
-    (dyn,) = parse_samplers("ddpm::threshold=dynamic", SamplerSpec(), 1000)
+    (dyn,) = specs_of("ddpm::threshold=dynamic", shipped)
     assert (dyn.steps, dyn.threshold, dyn.label) == (1000, "dynamic", "ddpm-1000-dynamic")
     for bad, words in [("ddim:50:eta=2", "eta must be"), ("ddim:50:eta=x", "eta must be"),
                        ("dpmpp:20:seed=1", "unknown option"), ("ddim:50:spacing=cubic", "unknown spacing"),
                        ("ddpm:1000:spacing=trailing", "unknown option"),
                        ("ddim:50:threshold=soft", "unknown threshold")]:
         with pytest.raises(UserError, match=words):
-            parse_samplers(bad, SamplerSpec(), 1000)
+            parse_samplers(bad, shipped)
 
 
 def test_table_ratios_are_against_the_most_expensive_row():

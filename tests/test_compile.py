@@ -113,7 +113,7 @@ def test_sampling_compiles_only_where_it_repays_the_compile():
 def shipped_faces(seeds: list[int], bf16: str, compile: str) -> torch.Tensor:
     """The shipped model's faces for `seeds` at batch 2 (DDIM, 2 steps), as float (N, 3, H, W) in 0..255."""
     model = TrainedModel.load(None, "cpu", bf16=bf16, compile=compile)
-    return torch.cat(list(model.images(seeds, SamplerSpec("ddim", 2), batch_size=2))).float()
+    return torch.cat(list(model.images(seeds, SamplerSpec("ddim", 2).resolve(model.net.timesteps), batch_size=2))).float()
 
 
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from animegen.assets import SHIPPED_MODEL, SHIPPED_STUDENT
+from animegen.core.errors import UserError
 from animegen.core.names import DISTILL_METHODS, TEACHER_SOLVERS
 from animegen.diffusion.consistency import ConsistencyLoss, consistency_x0
 from animegen.diffusion.parameterization import Denoiser
@@ -143,6 +144,15 @@ def test_distill_from_the_command_line(tmp_path, faces_dir):
     out = tmp_path / "S"
     cli("generate", "--checkpoint", str(student), "--num", "3", "--out", str(out))  # its own sampler: 2 steps
     assert sorted(p.name for p in out.glob("*.jpg")) == ["1.jpg", "2.jpg", "3.jpg"]
+    # exported together, the teacher's consistency sampler draws with the student that ships beside it
+    cli("export", "--checkpoint", str(teacher), "--student", str(student), "--out", str(tmp_path / "M"), "--fp32")
+    cli("generate", "--checkpoint", str(tmp_path / "M"), "--sampler", "consistency", "--num", "3",
+        "--out", str(tmp_path / "SM"))
+    assert [(tmp_path / "SM" / f"{k}.jpg").read_bytes() for k in (1, 2, 3)] == \
+        [(out / f"{k}.jpg").read_bytes() for k in (1, 2, 3)]
+    refused = cli("export", "--checkpoint", str(student), "--student", str(teacher), "--out", str(tmp_path / "X"),
+                  check=False)  # the teacher is nobody's student
+    assert refused.returncode == 2 and "not a student" in refused.stderr and not (tmp_path / "X").exists()
     # consistency tuning learns from real faces: without them, one line saying so and no run left behind
     refused = cli("distill", "--checkpoint", str(teacher), "--method", "ect", "--out", str(tmp_path / "ect"),
                   "--steps", "3", check=False)
@@ -191,3 +201,25 @@ def test_the_shipped_student_in_generate_compare_progress_and_python(tmp_path, f
     proc = cli("progress", "--sampler", "consistency", "--steps", "2", "--num", "2", "--frames", "3",
                "--out", str(tmp_path / "q1.png"))
     assert "q1.png" in proc.stdout and (tmp_path / "q1-x0.png").is_file()
+
+
+def test_a_consistency_sampler_on_the_teacher_draws_with_its_student_or_is_refused(tmp_path, capsys):
+    import numpy as np
+
+    import animegen
+    from animegen.cli import main
+    from animegen.workflows.export import export_model
+
+    # the rule lives in one place (runs/model.py): the API, the CLI and serve all go through it
+    via_teacher = animegen.load(device="cpu").generate(4, sampler="consistency")
+    student = animegen.load_student(device="cpu").generate(4)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(via_teacher, student))
+    bare = export_model(str(SHIPPED_MODEL), tmp_path / "M")  # the shipped model without its student beside it
+    with pytest.raises(UserError, match="needs a few-step student"):
+        animegen.load(bare, device="cpu").generate(4, sampler="consistency")
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(bare), "--sampler", "consistency", "--num", "2",
+                 "--out", str(tmp_path / "S")]) == 2
+    err = capsys.readouterr().err
+    assert "needs a few-step student" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "S").exists()

@@ -77,6 +77,7 @@ def test_a_full_disk_during_generate_keeps_the_previous_images(tmp_path):
     (["train", "--lr", "-1", "--data", "x"], "--lr: must be above 0"),
     (["train", "--set", "optim.lr=0", "--dry-run"], "optim.lr"),
     (["train", "--set", "steps=0", "--dry-run"], "steps"),
+    (["train", "--timesteps", "10", "--dry-run"], "reach 1 below T = 21"),
     (["progress", "--num", "0"], "--num: must be at least 1"),
     (["compare", "--num", "0"], "--num: must be at least 1"),
 ])
@@ -166,13 +167,15 @@ def test_resume_of_a_run_with_nothing_saved_starts_it(tmp_path, faces_dir):
 
 def test_a_second_ctrl_c_aborts_at_once_without_saving(tmp_path, faces_dir, start_train):
     run = tmp_path / "R"
-    # two signals back to back land in the same step however long a step takes on this CPU (the first one's save
-    # starts only after the step), whether Python's handler then runs once for both (it counts them) or twice
-    proc = start_train(run, "--save-every", "100000", "--batch-size", "64")
+    # a person's second Ctrl-C comes some tens of milliseconds after the first (two signals sent back to back may
+    # merge into one in the kernel): the first lands early in a step of batch 256 (seconds on any CPU, so it is
+    # still running 50 ms later), and the second must abort before the first one's save can start
+    proc = start_train(run, "--save-every", "100000", "--batch-size", "256")
     wait_for_steps(run, proc)
     proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "saved step" not in err, err
     assert not (run / "latest").exists()
 

@@ -6,7 +6,9 @@ import torch
 from animegen.diffusion.parameterization import Denoiser, model_target
 from animegen.diffusion.schedules import alpha_bar
 from animegen.models.unet import UNet, UNetConfig
-from animegen.samplers import respaced_timesteps, sample_ddim, sample_ddpm
+from animegen.samplers.ddim import sample_ddim
+from animegen.samplers.ddpm import sample_ddpm
+from animegen.samplers.timesteps import respaced_timesteps
 from animegen.samplers.ddim import ddim_sigma
 from animegen.samplers.ddpm import posterior
 from animegen.samplers.run import sample_batch
@@ -58,7 +60,7 @@ def test_every_sampler_lands_on_a_single_point_data_set(sampler, steps, eta, thr
     ab = alpha_bar("cosine", T)
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
     den = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
-    out = sample_batch(den, [0, 1, 2], SamplerSpec(sampler, steps, eta, threshold=threshold))
+    out = sample_batch(den, [0, 1, 2], SamplerSpec(sampler, steps, eta, threshold=threshold).resolve(den.timesteps))
     torch.testing.assert_close(out, x_star.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
 
 
@@ -68,7 +70,7 @@ def test_seeded_samples_are_deterministic_and_batch_invariant():
     for p in net.parameters():  # zero-initialised output layers would make every sample trivially equal
         torch.nn.init.normal_(p, std=0.05)
     den = Denoiser(net, alpha_bar("linear", 100)).eval()
-    spec = SamplerSpec("ddim", 5, eta=1.0)
+    spec = SamplerSpec("ddim", 5, eta=1.0).resolve(den.timesteps)
     whole = sample_batch(den, [10, 11, 12, 13], spec)
     again = sample_batch(den, [10, 11, 12, 13], spec)
     parts = torch.cat([sample_batch(den, [10], spec), sample_batch(den, [11, 12, 13], spec)])
@@ -113,7 +115,7 @@ def test_dpmpp_with_all_steps_agrees_with_ddim_and_lands_on_a_point():
     x_star = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
     point = Denoiser(PointOracle(x_star, ab, T), ab, image_shape=(3, 8, 8))
     for spacing in ("uniform", "logsnr"):
-        out = sample_batch(point, [0, 1], SamplerSpec("dpmpp", 10, spacing=spacing))
+        out = sample_batch(point, [0, 1], SamplerSpec("dpmpp", 10, spacing=spacing).resolve(point.timesteps))
         torch.testing.assert_close(out, x_star.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
 
 
@@ -128,7 +130,7 @@ def test_dpmpp_first_order_path_is_ddim_with_the_same_eta(eta):
     paths = {}
     for sampler in ("ddim", "dpmpp"):
         paths[sampler] = []
-        sample_batch(point, [0, 1], SamplerSpec(sampler, 12, eta),
+        sample_batch(point, [0, 1], SamplerSpec(sampler, 12, eta).resolve(point.timesteps),
                      callback=lambda step: paths[sampler].append(step["x"].clone()))
     assert len(paths["ddim"]) == len(paths["dpmpp"]) == 12
     for a, b in zip(paths["ddim"], paths["dpmpp"]):
@@ -136,7 +138,7 @@ def test_dpmpp_first_order_path_is_ddim_with_the_same_eta(eta):
     # the noise is really drawn: the stochastic path differs from the deterministic one from the first step on
     if eta:
         ode = []
-        sample_batch(point, [0, 1], SamplerSpec("dpmpp", 12), callback=lambda step: ode.append(step["x"].clone()))
+        sample_batch(point, [0, 1], SamplerSpec("dpmpp", 12).resolve(point.timesteps), callback=lambda step: ode.append(step["x"].clone()))
         assert (ode[0] - paths["dpmpp"][0]).abs().mean() > 0.01
 
 
@@ -179,7 +181,7 @@ def test_a_walk_between_two_seeds_starts_and_ends_on_their_faces(sampler, steps,
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     den = Denoiser(net, alpha_bar("cosine", 100)).eval()
-    spec = SamplerSpec(sampler, steps, eta)
+    spec = SamplerSpec(sampler, steps, eta).resolve(den.timesteps)
     ends = sample_batch(den, [3, 8], spec)
     walk = sample_batch(den, [3, 3, 3], spec, noise=SlerpRandomGenerator([3, 3, 3], [8, 8, 8], [0.0, 0.5, 1.0]))
     # every draw (x_T and the later noise of stochastic samplers) is the seed's own at the ends
@@ -195,3 +197,19 @@ def test_slerp_keeps_the_norm_of_a_gaussian_draw():
     mid = slerp(a[None], b[None], torch.tensor([0.5]))[0]
     assert abs(mid.norm() / a.norm() - 1) < 0.02  # a straight line's midpoint would be ~0.71 of it
     assert abs((a + b).div(2).norm() / a.norm() - 0.71) < 0.03
+
+
+def test_the_docs_and_the_cli_list_the_samplers_of_the_table():
+    from pathlib import Path
+
+    from animegen.cli import build_parser
+    from animegen.samplers.table import SAMPLERS, markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "samplers.md").read_text()
+    assert doc.endswith(markdown())  # scripts/sampler_table.py writes it from the table
+    generate = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                    if "--sampler" in a.option_strings)
+    assert list(generate.choices) == list(SAMPLERS)
+    for name, info in SAMPLERS.items():
+        assert name in generate.help and info.summary in generate.help
+        assert info.function().__module__ == f"animegen.samplers.{name}"  # every entry runs

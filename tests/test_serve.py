@@ -46,7 +46,7 @@ def layout(tmp_path_factory):
     from animegen.assets import SHIPPED_STUDENT
 
     (outside / "ckpt").mkdir()
-    for name in ("config.json", "ema.safetensors"):  # a loadable checkpoint, outside
+    for name in ("model.json", "ema.safetensors"):  # a loadable checkpoint, outside
         (outside / "ckpt" / name).write_bytes((SHIPPED_STUDENT / name).read_bytes())
     (runs / "linked").symlink_to(outside / "secret-run")                      # a run folder linked from outside
     (runs / "good" / "samples" / "step-0000009.png").symlink_to(outside / "secret-run" / "samples" / "step-0000001.png")

@@ -11,6 +11,7 @@ from conftest import NATIVE_BF16, cli
 
 from animegen.assets import SHIPPED, SHIPPED_MODEL, SHIPPED_STUDENT, shipped_model
 from animegen.runs.load import load_denoiser
+from animegen.runs.model_file import STUDENT_DIR
 
 CARD = json.loads((SHIPPED_MODEL / "card.json").read_text())
 STUDENT_CARD = json.loads((SHIPPED_STUDENT / "card.json").read_text())
@@ -35,10 +36,11 @@ def test_the_student_ships_beside_it_as_its_student_within_the_size_budget():
 
     with safe_open(str(SHIPPED_STUDENT / "ema.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
-    _, cfg, _ = load_denoiser(SHIPPED_STUDENT)
+    _, student, _ = load_denoiser(SHIPPED_STUDENT)
     _, teacher, _ = load_denoiser(shipped_model())
-    assert cfg.consistency.enabled and cfg.consistency.teacher == SHIPPED  # no path of the machine it came from
-    assert cfg.model == teacher.model and cfg.sample.sampler == "consistency"
+    assert student.is_student and student.teacher == SHIPPED  # no path of the machine it came from
+    assert student.network == teacher.network and student.sample.name == "consistency"
+    assert SHIPPED_STUDENT == SHIPPED_MODEL / STUDENT_DIR  # where a model folder carries its student
     assets = [p for p in SHIPPED_MODEL.parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert sum(p.stat().st_size for p in assets) <= 10 * 2**20
     assert "animegen distill" in (SHIPPED_STUDENT / "MODEL_CARD.md").read_text()

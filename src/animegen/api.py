@@ -27,28 +27,25 @@ from animegen.core.errors import UserError
 from animegen.core.imagefiles import save_jpeg
 from animegen.runs.model import TrainedModel
 from animegen.runs.presets import FLAG_KEYS
-from animegen.samplers.spec import SamplerSpec, choose
+from animegen.samplers.table import COMPARE_SAMPLERS, PROGRESS_SAMPLER
 
 
 class Model(TrainedModel):
-    """A trained model (diffusion or StyleGAN2) with the homework's outputs as methods."""
-
-    def spec_for(self, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-                 spacing: str | None = None, threshold: str | None = None) -> SamplerSpec | None:
-        """The sampler spec these options ask for, as `generate --sampler ...` resolves them (None for a GAN)."""
-        return choose(self.spec, sampler, steps, eta, spacing, threshold) if self.kind == "diffusion" else None
+    """A trained model (diffusion or StyleGAN2) with the homework's outputs as methods. Sampler options
+    (`sampler="ddim"`, `steps=50`, `eta=0.0`, `spacing=...`, `threshold=...`) are resolved as `generate --sampler`
+    resolves them (`sampler_for`): a sampler that needs a student runs on the one that ships with the model."""
 
     def tensor(self, n: int, seed: int = 0, batch_size: int | None = None, psi: float = 1.0,
                **sampler: Any) -> torch.Tensor:
-        """uint8 (n, 3, H, W) images for seeds seed..seed+n-1; `sampler` options as in `spec_for`."""
+        """uint8 (n, 3, H, W) images for seeds seed..seed+n-1."""
         if n < 1:
             raise UserError(f"n must be at least 1, got {n}")
-        return torch.cat(list(self.images(range(seed, seed + n), self.spec_for(**sampler), batch_size, psi))).cpu()
+        model, spec = self.sampler_for(**sampler)
+        return torch.cat(list(model.images(range(seed, seed + n), spec, batch_size, psi))).cpu()
 
     def generate(self, n: int, seed: int = 0, batch_size: int | None = None, psi: float = 1.0,
                  **sampler: Any) -> list[Image.Image]:
-        """n faces as PIL images (RGB), image k from seed `seed + k` alone; `sampler` options as in `spec_for`
-        (sampler="ddim", steps=50, eta=0.0, spacing=..., threshold=...)."""
+        """n faces as PIL images (RGB), image k from seed `seed + k` alone."""
         return [Image.fromarray(x.permute(1, 2, 0).numpy(), "RGB") for x in self.tensor(n, seed, batch_size, psi,
                                                                                            **sampler)]
 
@@ -58,29 +55,31 @@ class Model(TrainedModel):
         """Write 1.jpg..num.jpg (and the homework's images.tgz, fitted under 2 MB); returns what was written."""
         from animegen.workflows.generate import generate
 
-        return generate(self, Path(folder), num, seed, self.spec_for(**sampler), batch_size, psi,
-                        Path(tgz) if tgz else None, force, jpeg_quality)
+        model, spec = self.sampler_for(**sampler)
+        return generate(model, Path(folder), num, seed, spec, batch_size, psi, Path(tgz) if tgz else None, force,
+                        jpeg_quality)
 
     def progress(self, out: str | os.PathLike = "q1.png", num: int = 5, frames: int = 20, seed: int = 0,
                  **sampler: Any) -> tuple[Image.Image, Image.Image]:
         """Report Q1: (x_t from noise to image, predicted x0 per step) as PIL images, also written to `out`."""
         from animegen.workflows.progress import progress
 
-        sampler.setdefault("sampler", "ddpm")
-        paths = progress(self, Path(out), num, frames, seed, self.spec_for(**sampler))
+        sampler.setdefault("sampler", PROGRESS_SAMPLER)
+        model, spec = self.sampler_for(**sampler)
+        paths = progress(model, Path(out), num, frames, seed, spec)
         return tuple(_loaded(p) for p in paths)
 
-    def compare(self, samplers: str = "ddpm,ddim:50,dpmpp:20", real: str | os.PathLike | None = None,
+    def compare(self, samplers: str = COMPARE_SAMPLERS, real: str | os.PathLike | None = None,
                 out: str | os.PathLike = "report", num: int = 1000, seed: int = 0,
                 metrics: Sequence[str] = ("afd", "swd"), resume: bool = False,
                 student: "Model | None" = None) -> Comparison:
-        """Report Q2: the same seeds through each sampler, timed and scored (see `animegen compare`);
-        `consistency` rows sample with `student` (e.g. `animegen.load_student()`)."""
+        """Report Q2: the same seeds through each sampler, timed and scored (see `animegen compare`); rows of a
+        sampler that needs a student sample with `student`, else with the one that ships with this model."""
         from animegen.workflows.compare import compare
 
         out = Path(out)
-        rows = compare(self, Path(real) if real else None, samplers, out, num, seed, None, tuple(metrics),
-                       None, resume, student)
+        rows = compare(self.with_student(student), Path(real) if real else None, samplers, out, num, seed, None,
+                       tuple(metrics), None, resume)
         return Comparison(rows, (out / "report.md").read_text(), _loaded(out / "metrics-vs-nfe.png"),
                           _loaded(out / "samplers.png"))
 
@@ -132,12 +131,13 @@ def load(path: str | os.PathLike | None = None, device: str = "auto", bf16: str 
     return Model.load(path, device, bf16, compile)
 
 
-def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto") -> Model:
+def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto",
+                 compile: str = "auto") -> Model:
     """A few-step student (`animegen distill`'s run); None loads the student of the shipped model. It samples
     with its own sampler, `consistency` at 2 steps: `load_student().generate(16, steps=1)` for one step."""
-    from animegen.assets import shipped_student
+    from animegen.assets import SHIPPED_STUDENT
 
-    return Model.load(shipped_student() if path is None else path, device, bf16)
+    return Model.load(SHIPPED_STUDENT if path is None else path, device, bf16, compile)
 
 
 def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,

@@ -13,8 +13,9 @@ from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
 from animegen.core.limits import COUNT, POSITIVE, at_least, in_range, positive_float
 from animegen.core.outputs import describe
-from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SAMPLERS,
-                                 SPACINGS, THRESHOLDS)
+from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SPACINGS,
+                                 THRESHOLDS)
+from animegen.samplers.table import COMPARE_SAMPLERS, PROGRESS_SAMPLER, SAMPLERS
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,29 +25,37 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def sampler_names_if(keep) -> str:
+    """The samplers whose table entry passes `keep`, for help texts: 'ddim, dpmpp and unipc'."""
+    names = [name for name, info in SAMPLERS.items() if keep(info)]
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+
+
+def sampler_names(option: str) -> str:
+    """The samplers that read `option`."""
+    return sampler_names_if(lambda info: option in info.options)
+
+
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
-    """--sampler/--steps/--eta/--spacing/--threshold, with choices from the samplers' registry."""
+    """--sampler/--steps/--eta/--spacing/--threshold, their choices and help from the samplers' table."""
+    listed = "; ".join(f"{name}: {info.summary}" for name, info in SAMPLERS.items())
     p.add_argument("--sampler", choices=list(SAMPLERS), default=sampler_default,
-                   help="ddpm (all T steps), ddim, dpmpp = DPM-Solver++(2M), or unipc = UniPC-bh2 (default: the "
-                        "model's own sampler; "
-                        "a named sampler starts with eta 0 and uniform spacing at the model's step count)")
-    p.add_argument("--steps", type=POSITIVE, help="sampling steps for ddim/dpmpp (default: the model's)")
+                   help=f"{listed} (default: the model's own sampler; a named sampler starts with eta 0 and uniform "
+                        f"spacing at the model's step count; a sampler that needs a student uses the one that ships "
+                        f"with the model)")
+    p.add_argument("--steps", type=POSITIVE, help=f"sampling steps of {sampler_names('steps')} (default: the model's)")
     p.add_argument("--eta", type=in_range(0.0, 1.0),
-                   help="noise of ddim / dpmpp: 0 deterministic (ODE), 1 DDPM-like (SDE)")
-    p.add_argument("--spacing", choices=list(SPACINGS), help="which timesteps a few-step sampler visits")
+                   help=f"noise of {sampler_names('eta')}: 0 deterministic (ODE), 1 DDPM-like (SDE)")
+    p.add_argument("--spacing", choices=list(SPACINGS),
+                   help=f"which timesteps {sampler_names('spacing')} visit")
     p.add_argument("--threshold", choices=list(THRESHOLDS),
                    help="keep each step's x0 prediction in range: static clamp, or dynamic (Imagen's rescale, less "
                         "saturated colour from eps-prediction models) (default: the model's)")
 
 
-def sampler_spec(args: argparse.Namespace, model):
-    """The SamplerSpec the flags ask for, from the model's own (None for a StyleGAN2, which has no sampler)."""
-    from animegen.samplers.spec import choose
-
-    if model.kind != "diffusion":
-        return None
-    return choose(model.spec, args.sampler, args.steps, args.eta, args.spacing, args.threshold)
-
+def sampling(args: argparse.Namespace, model):
+    """(the model that runs the sampler the flags ask for, its resolved spec): runs/model.py's sampler_for."""
+    return model.sampler_for(args.sampler, args.steps, args.eta, args.spacing, args.threshold)
 
 
 def add_allow_out_in_data(p: argparse.ArgumentParser) -> None:
@@ -190,22 +199,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-def model_path(checkpoint: str | None, wants_student: bool) -> str | Path | None:
-    """--checkpoint; without it the shipped model (None), or its few-step student when a consistency sampler is
-    asked for."""
-    if checkpoint is None and wants_student:
-        from animegen.assets import shipped_student
-        return shipped_student()
-    return checkpoint
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model = load(model_path(args.checkpoint, args.sampler == "consistency"), args.device, args.bf16, args.compile)
-    done = generate(model, args.out, args.num, args.seed, sampler_spec(args, model), args.batch_size, args.psi,
-                    args.tgz, args.force, args.jpeg_quality)
+    model, spec = sampling(args, load(args.checkpoint, args.device, args.bf16, args.compile))
+    done = generate(model, args.out, args.num, args.seed, spec, args.batch_size, args.psi, args.tgz, args.force,
+                    args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""
     print(f"wrote {done.num} images to {done.out}{packed} at JPEG quality {done.jpeg_quality}")
 
@@ -259,7 +259,7 @@ def add_progress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=POSITIVE, default=5)
     p.add_argument("--frames", type=at_least(2), default=20)
     p.add_argument("--seed", type=COUNT, default=0)
-    add_sampler_flags(p, sampler_default="ddpm")
+    add_sampler_flags(p, sampler_default=PROGRESS_SAMPLER)
     p.add_argument("--out", type=Path, default=Path("q1.png"))
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_progress)
@@ -269,21 +269,23 @@ def cmd_progress(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.progress import progress
 
-    model = load(model_path(args.checkpoint, args.sampler == "consistency"), args.device)
-    xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, sampler_spec(args, model))
+    model, spec = sampling(args, load(args.checkpoint, args.device))
+    xt, x0 = progress(model, args.out, args.num, args.frames, args.seed, spec)
     print(f"wrote {xt} and {x0}")
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="report Q2: the same seeds through several samplers, timed and scored")
     p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
-    p.add_argument("--student", help="the distilled student that consistency rows sample with (default: the "
-                                     "shipped student when comparing the shipped model)")
+    students = sampler_names_if(lambda info: info.needs_student)
+    p.add_argument("--student", help=f"the distilled student that {students} rows sample with (default: the one "
+                                     f"that ships with the model, as the shipped model's does)")
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
-    p.add_argument("--samplers", default="ddpm,ddim:100,ddim:50,ddim:20,dpmpp:20,dpmpp:10",
-                   help="comma-separated sampler:steps[:option=value...] (ddpm runs all T steps); options: "
-                        "eta=0..1 (ddim, dpmpp), spacing=uniform|trailing|quadratic|logsnr, threshold=static|dynamic, "
-                        "e.g. ddim:50:eta=1; what an item leaves out is as for generate --sampler")
+    p.add_argument("--samplers", default=COMPARE_SAMPLERS,
+                   help=f"comma-separated sampler:steps[:option=value...] ({sampler_names_if(lambda i: i.all_steps)} "
+                        f"runs all T steps); options: eta=0..1 ({sampler_names('eta')}), spacing={'|'.join(SPACINGS)} "
+                        f"({sampler_names('spacing')}), threshold={'|'.join(THRESHOLDS)}, e.g. ddim:50:eta=1; what an "
+                        f"item leaves out is as for generate --sampler")
     p.add_argument("--num", type=POSITIVE, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
@@ -305,12 +307,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
     metrics = tuple(parse_metrics(args.metrics))
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
-    model = load(args.checkpoint, args.device)
-    # no --checkpoint: the shipped model, whose consistency rows are its shipped student's
-    student = args.student or (model_path(None, "consistency" in args.samplers) if args.checkpoint is None else None)
+    # rows of a sampler that needs a student sample with --student, else with the one that ships with the model
+    model = load(args.checkpoint, args.device).with_student(load(args.student, args.device) if args.student else None)
     compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume,
-            load(student, args.device) if student is not None else None)
+            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
     print((args.out / "report.md").read_text(), end="")
     print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
 
@@ -318,7 +318,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="a run's EMA weights as a small inference-only model folder (fp16)")
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint folder")
-    p.add_argument("--out", type=Path, required=True, help="new folder for config.json + ema.safetensors")
+    p.add_argument("--out", type=Path, required=True, help="new folder for model.json + ema.safetensors")
+    p.add_argument("--student", help="also ship this run's few-step student (of `animegen distill --checkpoint` "
+                                     "the same model) in OUT/student, where a consistency sampler finds it")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     p.set_defaults(func=cmd_export)
 
@@ -326,7 +328,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from animegen.workflows.export import export_model
 
-    out = export_model(args.checkpoint, args.out, half=not args.fp32)
+    out = export_model(args.checkpoint, args.out, half=not args.fp32, student=args.student)
     size = (out / "ema.safetensors").stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
 

@@ -4,15 +4,7 @@ once. The modules that implement each choice import their names from here (one p
 OBJECTIVE_NAMES = ("pred_noise", "pred_x0", "pred_v", "edm")   # diffusion/parameterization.py: OBJECTIVES
 THRESHOLDS = ("static", "dynamic", "none")                      # diffusion/parameterization.py: threshold_x0
 SPACINGS = ("uniform", "trailing", "quadratic", "logsnr")       # samplers/timesteps.py
-# sampler name -> the options it reads besides threshold (ddpm runs all T steps: no steps, eta or spacing);
-# samplers/run.py dispatches on these names
-SAMPLERS: dict[str, tuple[str, ...]] = {
-    "ddpm": (),
-    "ddim": ("steps", "eta", "spacing"),
-    "dpmpp": ("steps", "eta", "spacing"),
-    "unipc": ("steps", "spacing"),
-    "consistency": ("steps",),  # a few-step student (animegen distill): 1-4 evaluations
-}
+# the samplers themselves: samplers/table.py (torch-free too)
 PRECISION_SETTINGS = ("auto", "on", "off")                      # core/device.py: use_bf16 (--bf16)
 COMPILE_SETTINGS = ("auto", "on", "off")                        # training/compile_plan.py, samplers/compiled_net.py
 DISTILL_METHODS = ("trajectory", "ect")                         # training/trajectory_distill.py, ECT's loss

@@ -1,8 +1,9 @@
-"""Checkpoints: inference weights (safetensors + config.json) and resume state, written crash-safely.
+"""Checkpoints: inference weights (safetensors + model.json) and resume state, written crash-safely.
 
 Layout of a run directory:
-    run/checkpoints/step-0000500/{model.safetensors, ema.safetensors, config.json, state.pt}
+    run/checkpoints/step-0000500/{model.json, ema.safetensors, model.safetensors, config.json, state.pt}
     run/latest            -> text "checkpoints/step-0000500", replaced only after that folder is complete
+model.json is what inference reads (runs/model_file.py); config.json is the recipe at that step, for --resume.
 
 Nothing here unpickles code: weights load with safetensors, resume state with torch.load(weights_only=True).
 """
@@ -23,12 +24,13 @@ from torch import nn
 
 from animegen.core.atomic import fsync_dir, write_text
 from animegen.core.errors import UserError
+from animegen.runs.model_file import MODEL_FILE, ModelSpec, write_model_file
 
-FORMAT = "animegen-checkpoint-v1"
+FORMAT = "animegen-checkpoint-v2"  # v2: model.json beside the weights (v1 checkpoints load through its migration)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, config: dict, state: dict,
-                    keep: int = 3) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, model_spec: ModelSpec,
+                    config: dict, state: dict, keep: int = 3) -> Path:
     """Write checkpoints/step-N atomically (temp folder, fsync, rename), then move `latest` to it."""
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -40,6 +42,7 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: nn.Module, 
         meta = {"format": FORMAT, "step": str(step)}
         save_file(_cpu_state(model), tmp / "model.safetensors", metadata=meta)
         save_file(_cpu_state(ema), tmp / "ema.safetensors", metadata=meta)
+        write_model_file(tmp, model_spec)
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "step": step, **config}, indent=2))
         torch.save(state, tmp / "state.pt")
         for f in tmp.iterdir():
@@ -78,7 +81,7 @@ def _prune(ckpt_root: Path, keep: int) -> None:
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A run directory (follows `latest`) or a checkpoint folder -> the checkpoint folder."""
     path = Path(path).expanduser()
-    if (path / "config.json").is_file() and (path / "ema.safetensors").is_file():
+    if is_model_folder(path):
         return path
     latest = path / "latest"
     if latest.is_file():
@@ -90,18 +93,12 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if candidates:
         return candidates[-1]
     raise UserError(f"{path}: no checkpoint here (expected a run directory with `latest`, or a folder with "
-                    f"config.json and ema.safetensors)")
+                    f"model.json and ema.safetensors)")
 
 
-def read_config(ckpt: Path) -> dict:
-    """The checkpoint's config.json as a dict (format checked)."""
-    try:
-        data = json.loads((ckpt / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{ckpt / 'config.json'}: unreadable ({err}); the checkpoint is damaged") from None
-    if data.get("format") != FORMAT:
-        raise UserError(f"{ckpt / 'config.json'}: not an animegen checkpoint (format {data.get('format')!r})")
-    return data
+def is_model_folder(path: Path) -> bool:
+    """A checkpoint or exported model: its weights beside model.json (or a v1 checkpoint's config.json)."""
+    return (path / "ema.safetensors").is_file() and ((path / MODEL_FILE).is_file() or (path / "config.json").is_file())
 
 
 def load_weights(module: nn.Module, file: Path, config: Path | None = None) -> None:

@@ -19,7 +19,11 @@ from animegen.diffusion.loss import T_SAMPLINGS
 from animegen.diffusion.parameterization import OBJECTIVES
 from animegen.diffusion.schedules import SCHEDULES
 from animegen.models.unet import UNetConfig
+from animegen.runs.model_file import DiffusionModel
 from animegen.samplers.spec import SamplerSpec
+
+
+LINEAR_MIN_T = 21  # the smallest T whose linear betas (scaled by 1000/T) all stay below 1
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class DiffusionConfig:
             if value not in choices:
                 raise UserError(f"diffusion.{name}={value!r}: choose from {', '.join(choices)}")
         check_ranges("diffusion", self, positive=("p_std",), at_least_one=("timesteps",))
+        if self.schedule == "linear" and self.timesteps <= LINEAR_MIN_T - 1:
+            raise UserError(f"diffusion.timesteps={self.timesteps}: the linear schedule's betas (0.02 x 1000/T at the "
+                            f"end) reach 1 below T = {LINEAR_MIN_T}, which noises images to nothing; use T >= "
+                            f"{LINEAR_MIN_T} or the cosine schedule")
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")  # training/lr_plan.py gives them their shapes
@@ -179,6 +187,12 @@ class TrainConfig(RunConfig):
         for name, choices in [("bf16", PRECISION_SETTINGS), ("compile", COMPILE_SETTINGS)]:
             if getattr(self, name) not in choices:
                 raise UserError(f"{name}={getattr(self, name)!r}: choose from {', '.join(choices)}")
+
+    def model_spec(self) -> DiffusionModel:
+        """What inference needs of this recipe: the model file its checkpoints carry (runs/model_file.py)."""
+        d, c = self.diffusion, self.consistency
+        return DiffusionModel(self.model, d.schedule, d.timesteps, d.objective, self.sample.spec, self.preset,
+                              (c.teacher or None) if c.enabled else None)
 
 
 def check_ranges(section: str, cfg: Any, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),

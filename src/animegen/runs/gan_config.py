@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from animegen.data.augment import AugmentConfig
 from animegen.models.stylegan2 import StyleGANConfig
 from animegen.runs.config import RunConfig, check_ranges
+from animegen.runs.model_file import GANModel
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,7 @@ class GANTrainConfig(RunConfig):
     ema_rampup: float = 0.05            # ... but at most this share of the images seen so far
     optim: GANOptimConfig = field(default_factory=GANOptimConfig)
     sample: GANSampleConfig = field(default_factory=GANSampleConfig)
+
+    def model_spec(self) -> GANModel:
+        """What inference needs of this recipe: the model file its checkpoints carry (runs/model_file.py)."""
+        return GANModel(self.model, self.preset, self.sample.psi)

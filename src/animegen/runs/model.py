@@ -14,18 +14,19 @@ from typing import Iterator, Sequence
 
 import torch
 
-from animegen.assets import shipped_model
 from animegen.core.device import pick_device, use_bf16
+from animegen.core.errors import UserError
 from animegen.diffusion.parameterization import Denoiser
 from animegen.models.stylegan2 import Generator
 from animegen.models.unet import UNetConfig
-from animegen.runs.config import TrainConfig
-from animegen.runs.gan_config import GANTrainConfig
-from animegen.runs.load import checkpoint_kind, load_denoiser, load_generator
+from animegen.runs.checkpoint import is_model_folder
+from animegen.runs.load import load_model
+from animegen.runs.model_file import STUDENT_DIR, GANModel, ModelSpec
 from animegen.samplers.compiled_net import compiled, plan_sampling_compile
 from animegen.samplers.gan import gan_batches
 from animegen.samplers.run import sample_images
-from animegen.samplers.spec import SamplerSpec
+from animegen.samplers.spec import SamplerSpec, choose
+from animegen.samplers.table import SAMPLERS
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +45,88 @@ def default_batch_size(model_cfg: UNetConfig) -> int:
 
 @dataclass
 class TrainedModel:
-    """kind "diffusion" (net is a Denoiser) or "stylegan2" (net is a Generator), its config and checkpoint."""
+    """kind "diffusion" (net is a Denoiser) or "stylegan2" (net is a Generator), its model file and folder."""
 
     kind: str
     net: Denoiser | Generator
-    config: TrainConfig | GANTrainConfig
+    config: ModelSpec  # its model file (runs/model_file.py): network, schedule, default sampler
     checkpoint: Path
     device: torch.device
     bf16: bool = False  # the UNet samples under bf16 autocast
     compile: str = "off"  # auto | on | off: torch.compile the UNet for generations long enough to repay it
     _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
+    _student: TrainedModel | None = field(default=None, repr=False)
+    _bf16_setting: str = field(default="auto", repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
-             bf16: str = "auto", compile: str = "off") -> "TrainedModel":
+             bf16: str = "auto", compile: str = "auto") -> "TrainedModel":
         """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen.
         bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
         compile auto | on | off: auto compiles the UNet for generations long enough to repay it
         (samplers/compiled_net.py)."""
-        source = shipped_model() if path is None else path
         device = pick_device(str(device))
-        if checkpoint_kind(source) == "stylegan2":
-            G, cfg, ckpt = load_generator(source, device)
-            return cls("stylegan2", G, cfg, ckpt, device)
-        denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        return cls("diffusion", denoiser, cfg, ckpt, device, use_bf16(bf16, device), compile)
+        net, model, ckpt = load_model(path, device=device)
+        if isinstance(model, GANModel):
+            return cls("stylegan2", net, model, ckpt, device)
+        return cls("diffusion", net, model, ckpt, device, use_bf16(bf16, device), compile, _bf16_setting=bf16)
 
     @property
     def spec(self) -> SamplerSpec | None:
-        """The sampler the model was trained to preview with (None for a GAN, which needs none)."""
-        return self.config.sample.spec if self.kind == "diffusion" else None
+        """Its own sampler, from its model file (None for a GAN, which needs none)."""
+        return self.config.sample if self.kind == "diffusion" else None
+
+    def student(self) -> TrainedModel | None:
+        """The few-step student that ships with this model (its student/ folder), or one given by `with_student`;
+        loaded once, with this model's device and settings."""
+        if self._student is None and is_model_folder(self.checkpoint / STUDENT_DIR):
+            self._student = type(self).load(self.checkpoint / STUDENT_DIR, self.device, self._bf16_setting,
+                                            self.compile)
+        return self._student
+
+    def with_student(self, student: TrainedModel | None) -> TrainedModel:
+        """This model with `student` standing in for samplers that need one (None: keep its own)."""
+        if student is not None:
+            self._student = student
+        return self
+
+    def runner(self, name: str) -> TrainedModel:
+        """The model that runs sampler `name`: itself, or for a sampler that needs a student (the samplers' table
+        says which) its student; refused in one line where none ships with it. The one home of that rule."""
+        if self.kind != "diffusion" or not SAMPLERS[name].needs_student or self.config.is_student:
+            return self
+        student = self.student()
+        if student is None:
+            raise UserError(f"{self.checkpoint}: the {name} sampler needs a few-step student of this model, and none "
+                            f"ships with it: distill one (animegen distill --checkpoint {self.checkpoint}) and pass "
+                            f"its run as --checkpoint (or export both: animegen export --student)")
+        return student
+
+    def sampler_for(self, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
+                    spacing: str | None = None, threshold: str | None = None
+                    ) -> tuple[TrainedModel, SamplerSpec | None]:
+        """(the model that runs it, the spec resolved for that model) for what a user asked, as `generate
+        --sampler ...` resolves it: what is left out is the running model's own. A GAN has no sampler (None)."""
+        if self.kind != "diffusion":
+            return self, None
+        model = self.runner(sampler or self.spec.name)  # what is left out is the student's own if one stands in
+        spec = choose(model.spec, sampler, steps, eta, spacing, threshold)
+        return model, spec.resolve(model.net.timesteps)
 
     def default_batch_size(self) -> int:
         if self.kind == "stylegan2" or self.device.type == "cuda":
             return LARGE_BATCH
-        return default_batch_size(self.config.model)
+        return default_batch_size(self.config.network)
 
     def images(self, seeds: Sequence[int], spec: SamplerSpec | None = None, batch_size: int | None = None,
                psi: float = 1.0) -> Iterator[torch.Tensor]:
-        """uint8 (b, 3, H, W) batches for `seeds` in order; spec None = the model's own sampler; psi: StyleGAN2
-        truncation (1 = none)."""
+        """uint8 (b, 3, H, W) batches for `seeds` in order; spec: resolved for this model (`sampler_for`), None
+        = its own sampler; psi: StyleGAN2 truncation (1 = none)."""
         seeds = list(seeds)
         batch_size = batch_size or self.default_batch_size()
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
-        spec = (spec or self.spec).resolve(self.net.timesteps)
+        spec = spec or self.spec.resolve(self.net.timesteps)
         calls = -(-len(seeds) // batch_size) * spec.nfe
         on, note = plan_sampling_compile(self.compile, self.device, calls * min(batch_size, len(seeds)))
         if note:

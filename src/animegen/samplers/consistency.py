@@ -15,6 +15,7 @@ from animegen.diffusion.consistency import consistency_x0
 from animegen.diffusion.parameterization import Denoiser, threshold_x0
 from animegen.diffusion.schedules import timestep_at_log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
+from animegen.samplers.spec import SamplerSpec
 
 # the noise levels (sigma = sqrt(1 - ab) / sqrt(ab)) that steps 2, 3, ... start from. ECT's two-step sampler
 # re-noises to sigma ~0.8; the distilled student of the shipped model did best re-noised further, to 2.0 (SWD 40.2
@@ -52,3 +53,10 @@ def sample_consistency(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[
         if callback is not None:  # like the other samplers, "x" is the state after the step: here its image
             callback({"i": i, "t": t, "x": x0, "x0_pred": x0})
     return x0
+
+
+def run(denoiser: Denoiser, x: torch.Tensor, spec: SamplerSpec, noise: NoiseFn, callback: Callback | None
+        ) -> torch.Tensor:
+    """The samplers' table entry (samplers/table.py): spec.steps evaluations of a student."""
+    return sample_consistency(denoiser, x, consistency_timesteps(denoiser.alpha_bar, spec.steps), noise, callback,
+                              spec.threshold)

@@ -8,6 +8,8 @@ import torch
 
 from animegen.diffusion.parameterization import Denoiser
 from animegen.samplers.ddpm import Callback, NoiseFn
+from animegen.samplers.spec import SamplerSpec
+from animegen.samplers.timesteps import respaced_timesteps
 
 
 def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
@@ -36,3 +38,10 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], e
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0_pred})
     return x
+
+
+def run(denoiser: Denoiser, x: torch.Tensor, spec: SamplerSpec, noise: NoiseFn, callback: Callback | None
+        ) -> torch.Tensor:
+    """The samplers' table entry (samplers/table.py): spec.steps timesteps at spec.spacing, noise spec.eta."""
+    ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
+    return sample_ddim(denoiser, x, ts, spec.eta, noise, callback, spec.threshold)

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from animegen.diffusion.parameterization import Denoiser
+from animegen.samplers.spec import SamplerSpec
 
 Callback = Callable[[dict], None]
 NoiseFn = Callable[[torch.Tensor], torch.Tensor]
@@ -42,3 +43,9 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, noise: NoiseFn = torch.rand
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0_pred})
     return x
+
+
+def run(denoiser: Denoiser, x: torch.Tensor, spec: SamplerSpec, noise: NoiseFn, callback: Callback | None
+        ) -> torch.Tensor:
+    """The samplers' table entry (samplers/table.py): all T steps."""
+    return sample_ddpm(denoiser, x, noise, callback, spec.threshold)

@@ -18,6 +18,8 @@ import torch
 from animegen.diffusion.parameterization import Denoiser
 from animegen.diffusion.schedules import log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
+from animegen.samplers.spec import SamplerSpec
+from animegen.samplers.timesteps import respaced_timesteps
 
 
 def _lambda(alpha_bar: float) -> float:
@@ -51,3 +53,10 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0_pred})
     return x
+
+
+def run(denoiser: Denoiser, x: torch.Tensor, spec: SamplerSpec, noise: NoiseFn, callback: Callback | None
+        ) -> torch.Tensor:
+    """The samplers' table entry (samplers/table.py): spec.steps timesteps at spec.spacing, SDE for eta > 0."""
+    ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
+    return sample_dpmpp_2m(denoiser, x, ts, spec.eta, noise, callback, spec.threshold)

@@ -9,14 +9,8 @@ import torch
 from animegen.core.imagefiles import to_uint8
 from animegen.core.rng import SlerpRandomGenerator, StackedRandomGenerator
 from animegen.diffusion.parameterization import Denoiser
-from animegen.samplers.consistency import consistency_timesteps, sample_consistency
-from animegen.samplers.ddim import sample_ddim
-from animegen.samplers.ddpm import Callback, sample_ddpm
-from animegen.samplers.dpmpp import sample_dpmpp_2m
+from animegen.samplers.ddpm import Callback
 from animegen.samplers.spec import SamplerSpec
-from animegen.samplers.timesteps import respaced_timesteps
-from animegen.samplers.unipc import sample_unipc
-
 
 NoiseSource = StackedRandomGenerator | SlerpRandomGenerator
 
@@ -25,29 +19,16 @@ def sample_batch(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, de
                  callback: Callback | None = None, bf16: bool = False,
                  noise: NoiseSource | None = None) -> torch.Tensor:
     """One batch: (len(seeds), C, H, W) float in [-1, 1] of the denoiser's image shape; row b depends only on
-    seeds[b] (its starting noise and every noise draw after it). bf16: the network runs under bf16 autocast
-    (for hardware that has it); the sampler's own arithmetic and the image stay float32. noise: where x_T and
-    every later draw come from instead (a row per seed), e.g. a SlerpRandomGenerator to walk between two seeds."""
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-        return _sample(denoiser, seeds, spec, device, callback, noise)
-
-
-def _sample(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, device: torch.device | str,
-            callback: Callback | None, noise: NoiseSource | None) -> torch.Tensor:
-    spec = spec.resolve(denoiser.timesteps)
+    seeds[b] (its starting noise and every noise draw after it). `spec` must be resolved for this denoiser's T.
+    bf16: the network runs under bf16 autocast (for hardware that has it); the sampler's own arithmetic and the
+    image stay float32. noise: where x_T and every later draw come from instead (a row per seed), e.g. a
+    SlerpRandomGenerator to walk between two seeds."""
+    if spec.timesteps != denoiser.timesteps:  # resolved once by whoever chose it; never re-defaulted here
+        raise ValueError(f"{spec} is not resolved for T = {denoiser.timesteps}: call spec.resolve(T) first")
     rng = noise if noise is not None else StackedRandomGenerator(seeds, device)
-    x = rng.randn((len(seeds), *denoiser.image_shape))
-    common = {"noise": rng.randn_like, "callback": callback, "threshold": spec.threshold}
-    if spec.name == "ddpm":
-        return sample_ddpm(denoiser, x, **common)
-    if spec.name == "consistency":
-        return sample_consistency(denoiser, x, consistency_timesteps(denoiser.alpha_bar, spec.steps), **common)
-    ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
-    if spec.name == "ddim":
-        return sample_ddim(denoiser, x, ts, eta=spec.eta, **common)
-    if spec.name == "unipc":
-        return sample_unipc(denoiser, x, ts, **common)
-    return sample_dpmpp_2m(denoiser, x, ts, eta=spec.eta, **common)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        x = rng.randn((len(seeds), *denoiser.image_shape))
+        return spec.info.function()(denoiser, x, spec, rng.randn_like, callback)
 
 
 def sample_images(denoiser: Denoiser, seeds: Sequence[int], spec: SamplerSpec, batch_size: int,

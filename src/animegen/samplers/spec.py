@@ -1,31 +1,32 @@
 """How to sample, as one validated value: which sampler, how many steps, its noise, spacing and thresholding.
 
-A `SamplerSpec` is checked when it is built and resolved once against a model's T (`resolve`); nothing below
-re-defaults it. The registry `SAMPLERS` says which options each sampler reads, so the CLI, `compare` and the
-config take their choices from here.
+A `SamplerSpec` is checked when it is built and resolved once, against the model's T, by whoever chose it (the
+model's `sampler_for`, the training grids); below that nothing re-defaults it, and `sample_batch` refuses a spec
+that was not resolved for its model. Which options each sampler reads comes from the samplers' table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from animegen.core.errors import UserError
-from animegen.core.names import SAMPLERS, SPACINGS, THRESHOLDS
-
+from animegen.core.names import SPACINGS, THRESHOLDS
+from animegen.samplers.table import SAMPLERS
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """name: a key of SAMPLERS; steps: network evaluations (None for ddpm = all T); eta: 0 = ODE (deterministic)
-    .. 1 = SDE (DDPM-like noise); spacing: which timesteps a few-step sampler visits; threshold: how each x0
-    prediction is kept in [-1, 1]."""
+    """name: a key of the samplers' table; steps: sampler steps (None for one that runs all T); eta: 0 = ODE
+    (deterministic) .. 1 = SDE (DDPM-like noise); spacing: which timesteps a few-step sampler visits; threshold:
+    how each x0 prediction is kept in [-1, 1]. `timesteps`: the model's T once resolved (`resolve`)."""
 
     name: str = "ddim"
     steps: int | None = 25
     eta: float = 0.0
     spacing: str = "uniform"
     threshold: str = "static"
+    timesteps: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
@@ -33,32 +34,39 @@ class SamplerSpec:
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
                                        or self.steps < 1):
             raise UserError(f"sampling steps must be a whole number >= 1, got {self.steps!r}")
-        if not isinstance(self.eta, (int, float)) or not 0.0 <= self.eta <= 1.0:
+        if isinstance(self.eta, bool) or not isinstance(self.eta, (int, float)) or not 0.0 <= self.eta <= 1.0:
             raise UserError(f"eta must be from 0 (deterministic) to 1 (DDPM-like noise), got {self.eta!r}")
         if self.spacing not in SPACINGS:
             raise UserError(f"unknown spacing {self.spacing!r}; choose from {', '.join(SPACINGS)}")
         if self.threshold not in THRESHOLDS:
             raise UserError(f"unknown threshold {self.threshold!r}; choose from {', '.join(THRESHOLDS)}")
 
+    @property
+    def info(self):
+        """The samplers' table entry (samplers/table.py SamplerInfo)."""
+        return SAMPLERS[self.name]
+
     def resolve(self, timesteps: int) -> SamplerSpec:
-        """This spec for a model with T = `timesteps`: ddpm takes all T steps (a different count is refused);
-        the others need 1 <= steps <= T. Options a sampler does not read are reset to their defaults."""
-        if self.name == "ddpm":
+        """This spec for a model with T = `timesteps`: a sampler that runs all T steps takes them (another count
+        is refused); the others need 1 <= steps <= T."""
+        if self.timesteps == timesteps:
+            return self
+        if self.info.all_steps:
             if self.steps not in (None, timesteps):
-                raise UserError(f"ddpm runs all T = {timesteps} steps of this model; drop the step count or "
-                                f"use ddim/dpmpp for {self.steps} steps")
-            return SamplerSpec("ddpm", timesteps, 0.0, "uniform", self.threshold)
+                raise UserError(f"{self.name} runs all T = {timesteps} steps of this model; drop the step count "
+                                f"or use ddim/dpmpp for {self.steps} steps")
+            return dataclasses.replace(self, steps=timesteps, eta=0.0, spacing="uniform", timesteps=timesteps)
         if self.steps is None:
             raise UserError(f"{self.name} needs a step count, e.g. {self.name}:20")
         if self.steps > timesteps:
             raise UserError(f"{self.name} with {self.steps} steps: this model has only T = {timesteps}; "
                             f"choose 1 to {timesteps}")
-        return self
+        return dataclasses.replace(self, timesteps=timesteps)
 
     @property
     def nfe(self) -> int:
         """Network evaluations per image (after `resolve`)."""
-        return int(self.steps or 0)
+        return int(self.steps or 0) * self.info.evals_per_step
 
     @property
     def variant(self) -> str:
@@ -79,18 +87,20 @@ class SamplerSpec:
 
 def choose(model: SamplerSpec, name: str | None = None, steps: int | None = None, eta: float | None = None,
            spacing: str | None = None, threshold: str | None = None) -> SamplerSpec:
-    """The spec a command runs, from the model's own (its config's `sample` section) and what the user gave.
+    """The spec a command runs, from the model's own (its model file's `sample`) and what the user gave.
 
     No sampler named: the model's spec with the given fields changed. A sampler named: that sampler fresh (eta 0,
     uniform spacing) at the model's step count and thresholding, with the given fields changed."""
     given = {k: v for k, v in {"steps": steps, "eta": eta, "spacing": spacing, "threshold": threshold}.items()
              if v is not None}
-    ignored = [k for k in given if k not in (*SAMPLERS[name or model.name], "steps", "threshold")]
-    if ignored:  # ddpm's step count is checked against T in `resolve`
+    if name is not None and name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    ignored = [k for k in given if k not in (*SAMPLERS[name or model.name].options, "steps", "threshold")]
+    if ignored:  # the step count of a sampler that runs all T steps is checked against T in `resolve`
         raise UserError(f"{name or model.name} does not use {' or '.join(ignored)}")
     if name is None:
-        return dataclasses.replace(model, **given)
-    base = {"steps": None if name == "ddpm" else model.steps, "threshold": model.threshold}
+        return dataclasses.replace(model, timesteps=None, **given)
+    base = {"steps": None if SAMPLERS[name].all_steps else model.steps, "threshold": model.threshold}
     return SamplerSpec(name, **{**base, **given})
 
 
@@ -101,6 +111,7 @@ def parse_spec(text: str, model: SamplerSpec) -> SamplerSpec:
     steps_text, *options = rest.split(":") if rest else [""]
     if name not in SAMPLERS:
         raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    allowed = [k for k in (*SAMPLERS[name].options, "threshold") if k != "steps"]
     given: dict = {}
     if steps_text:
         try:
@@ -109,9 +120,8 @@ def parse_spec(text: str, model: SamplerSpec) -> SamplerSpec:
             raise UserError(f"steps must be a whole number, e.g. {name}:50") from None
     for option in options:
         key, _, value = option.partition("=")
-        if key not in (*SAMPLERS[name], "threshold") or key == "steps":
-            allowed = ", ".join(f"{k}=" for k in (*SAMPLERS[name], "threshold") if k != "steps")
-            raise UserError(f"unknown option {option!r} for {name} (options: {allowed})")
+        if key not in allowed:
+            raise UserError(f"unknown option {option!r} for {name} (options: {', '.join(k + '=' for k in allowed)})")
         if key == "eta":
             try:
                 given["eta"] = float(value)

@@ -18,6 +18,8 @@ import torch
 from animegen.diffusion.parameterization import Denoiser
 from animegen.diffusion.schedules import log_sigma
 from animegen.samplers.ddpm import Callback, NoiseFn
+from animegen.samplers.spec import SamplerSpec
+from animegen.samplers.timesteps import respaced_timesteps
 
 ORDER = 2
 
@@ -87,3 +89,10 @@ def sample_unipc(denoiser: Denoiser, x: torch.Tensor, timesteps: Sequence[int], 
         x = x_base - scale * sum((r * d for r, d in zip(rhos_p, diffs)), torch.zeros_like(x))
         pending = (x_base, scale, diffs, rhos_c)
     return x
+
+
+def run(denoiser: Denoiser, x: torch.Tensor, spec: SamplerSpec, noise: NoiseFn, callback: Callback | None
+        ) -> torch.Tensor:
+    """The samplers' table entry (samplers/table.py): spec.steps timesteps at spec.spacing."""
+    ts = respaced_timesteps(denoiser.timesteps, spec.steps, spec.spacing, denoiser.alpha_bar)
+    return sample_unipc(denoiser, x, ts, noise, callback, spec.threshold)

@@ -74,7 +74,7 @@ class Server:
 
         def work() -> bytes:
             model = self.pool.get(model_id)
-            spec, psi = sampling(p, model)
+            model, spec, psi = sampling(p, model)
             p.done()
             check_work(num, spec)
             return pictures.draw_grid(model, seed, num, spec, psi)
@@ -88,7 +88,7 @@ class Server:
 
         def work() -> bytes:
             model = self.pool.get(model_id)
-            spec, psi = sampling(p, model)
+            model, spec, psi = sampling(p, model)
             p.done()
             check_work(1, spec)
             return pictures.explore_frame(model, seed_a, seed_b, t, spec, psi)
@@ -104,7 +104,7 @@ class Server:
             model = self.pool.get(model_id)
             if model.kind != "diffusion":
                 raise BadRequest("Watch shows a diffusion model's denoising steps; a StyleGAN2 draws in one pass")
-            spec, _psi = sampling(p, model)
+            model, spec, _psi = sampling(p, model)
             p.done()
             check_work(1, spec)
             return pictures.watch_frames(model, seed, frames, spec)
@@ -142,7 +142,7 @@ class Server:
         model_id, seed = p.text("model", self.pool.default()), p.seed()
         num = p.number("num", POSITIVE, MAX_HANDIN, high=MAX_HANDIN)
         model, _ = await self.worker.run(self.pool.get, model_id)
-        spec, psi = sampling(p, model)
+        model, spec, psi = sampling(p, model)
         p.done()
         out, gate = self.config.out, self.gate
         return JSONResponse(self.jobs.start("download", num, lambda progress: handin.write_handin(
@@ -155,7 +155,7 @@ class Server:
         if source == "model":
             num = p.number("num", POSITIVE, MAX_HANDIN, high=MAX_HANDIN)
             model, _ = await self.worker.run(self.pool.get, p.text("model", self.pool.default()))
-            spec, psi = sampling(p, model)
+            model, spec, psi = sampling(p, model)
             p.done()
             return JSONResponse(self.jobs.start("score", num, lambda progress: handin.score_model(
                 model, out, num, spec, psi, real, device, gate, progress)), status_code=202)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 from animegen.core.errors import UserError
 from animegen.core.limits import COUNT, POSITIVE, at_least, in_range
-from animegen.samplers.spec import SamplerSpec, choose
+from animegen.samplers.spec import SamplerSpec
 from animegen.serve.samplers import sampler_options
 
 # what one request may ask of the machine: a page request is answered in seconds, the hand-in is 1000 faces
@@ -82,9 +82,10 @@ class Params:
             raise BadRequest(f"unknown parameter {unknown[0]!r}; this request takes {', '.join(sorted(self.read))}")
 
 
-def sampling(params: Params, model) -> tuple[SamplerSpec | None, float]:
-    """(the SamplerSpec a request asks for, resolved against the model's T as `generate --sampler` does; psi).
-    A StyleGAN2 has no sampler (None) and reads psi; a diffusion model reads sampler, steps, eta, spacing."""
+def sampling(params: Params, model):
+    """(the model that draws, the SamplerSpec a request asks for resolved for it as `generate --sampler` resolves
+    it, psi): runs/model.py's sampler_for, so a sampler that needs a student draws with the model's. A StyleGAN2 has
+    no sampler (None) and reads psi; a diffusion model reads sampler, steps, eta, spacing."""
     options = sampler_options()
     name = params.choice("sampler", list(options))
     steps = params.number("steps", POSITIVE)
@@ -94,11 +95,11 @@ def sampling(params: Params, model) -> tuple[SamplerSpec | None, float]:
     if model.kind != "diffusion":
         if name or steps or eta is not None or spacing:
             raise BadRequest(f"{model.checkpoint.name}: a StyleGAN2 draws in one pass; it takes psi, not a sampler")
-        return None, psi
+        return model, None, psi
     if psi != 1.0:
         raise BadRequest("psi: truncation is for StyleGAN2 models; a diffusion model takes sampler, steps, eta")
     try:
-        return choose(model.spec, name, steps, eta, spacing).resolve(model.net.timesteps), psi
+        return (*model.sampler_for(name, steps, eta, spacing), psi)
     except UserError as err:  # the CLI's own checks: options a sampler does not read, steps beyond T
         raise BadRequest(str(err)) from None
 

@@ -1,7 +1,7 @@
 """The models a page may draw with, each loaded once per checkpoint and shared by every request.
 
-Ids: "served" (--checkpoint, or the model shipped with animegen), "student" (the shipped 2-step student, where
-one ships) and "run:NAME" (the newest complete checkpoint of a run under --runs; a newer checkpoint is a new
+Ids: "served" (--checkpoint, or the model shipped with animegen), "student" (the few-step student that ships
+with the served model, where one does) and "run:NAME" (the newest complete checkpoint of a run under --runs; a newer checkpoint is a new
 model). At most `keep` models stay loaded; the least recently used goes first."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 from animegen.api import Model, load
-from animegen.assets import SHIPPED_STUDENT, shipped_model, shipped_student
+from animegen.assets import shipped_model
 from animegen.core.errors import UserError
-from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.runs.checkpoint import is_model_folder, resolve_checkpoint
+from animegen.runs.model_file import STUDENT_DIR
 from animegen.serve.params import BadRequest
 from animegen.serve.runs import RunsReader
 
@@ -25,14 +26,15 @@ class ModelPool:
 
     def __init__(self, checkpoint: str | None, runs: RunsReader, device: str = "auto", keep: int = 3):
         self.served = resolve_checkpoint(checkpoint) if checkpoint else shipped_model()
-        self.student = shipped_student() if checkpoint is None and (SHIPPED_STUDENT / "ema.safetensors").is_file() \
-            else None
+        # the student that ships with the served model (the shipped model's, or an export's): the default model
+        self.student = self.served / STUDENT_DIR if is_model_folder(self.served / STUDENT_DIR) else None
         self.runs, self.device, self.keep = runs, device, keep
         self._models: OrderedDict[Path, Model] = OrderedDict()
         self._lock = threading.Lock()
 
     def default(self) -> str:
-        """The model the page draws with first: the shipped student where it stands in, so the grid follows typing."""
+        """The model the page draws with first: the served model's student where one ships with it, so the grid
+        follows typing."""
         return STUDENT if self.student is not None else SERVED
 
     def choices(self) -> list[dict]:
@@ -40,7 +42,7 @@ class ModelPool:
         found = [{"id": SERVED, "label": f"{self.served.parent.name}/{self.served.name}"
                   if self.served.name.startswith("step-") else self.served.name}]
         if self.student is not None:
-            found.insert(0, {"id": STUDENT, "label": "shipped student (2 steps)"})
+            found.insert(0, {"id": STUDENT, "label": f"{found[0]['label']} student (few steps)"})
         return found
 
     def checkpoint(self, model_id: str) -> Path:

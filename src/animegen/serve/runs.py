@@ -13,6 +13,7 @@ from pathlib import Path
 
 from animegen.core.errors import UserError
 from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.runs.model_file import MODEL_FILE
 from animegen.serve.params import BadRequest
 from animegen.viz.curves import read_log
 
@@ -95,8 +96,9 @@ class RunsReader:
         if (folder / "latest").exists():
             self.inside(folder / "latest")  # resolve_checkpoint reads it
         ckpt = self.inside(resolve_checkpoint(folder))
-        for part in ("config.json", "ema.safetensors"):
-            self.inside(ckpt / part)
+        for part in (MODEL_FILE, "config.json", "ema.safetensors"):  # what loading reads (config.json: a v1's)
+            if (ckpt / part).exists() or part == "ema.safetensors":
+                self.inside(ckpt / part)
         return ckpt
 
     def sample(self, name: str, file: str) -> Path:

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from animegen.assets import teacher_checkpoint
 from animegen.core.compiler import inductor_cache_dir
 from animegen.core.device import use_bf16
 from animegen.core.errors import UserError
@@ -28,7 +27,8 @@ from animegen.diffusion.loss import DiffusionLoss
 from animegen.diffusion.parameterization import Denoiser
 from animegen.runs.checkpoint import load_weights
 from animegen.runs.config import TrainConfig
-from animegen.runs.load import build_denoiser
+from animegen.runs.load import build_denoiser, model_folder
+from animegen.runs.model_file import MODEL_FILE
 from animegen.samplers.consistency import consistency_timesteps
 from animegen.samplers.run import sample_batch
 from animegen.training.adversarial import AdversarialTerm
@@ -51,7 +51,7 @@ class DiffusionTrainer(Trainer):
                  evaluator: Evaluator | None = None, device: str | None = None):
         super().__init__(cfg, run_dir, images, env, evaluator, device)
         self.bf16 = use_bf16(cfg.bf16, self.device)
-        self.denoiser = build_denoiser(cfg).to(self.device)
+        self.denoiser = build_denoiser(cfg.model_spec()).to(self.device)
         if cfg.channels_last:
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
         self._train_denoiser = self.denoiser
@@ -88,9 +88,9 @@ class DiffusionTrainer(Trainer):
             raise UserError("consistency.method=trajectory needs consistency.teacher: the checkpoint to distill "
                             "(animegen distill sets it)")
         # the teacher stays frozen beside the student: its solves are the targets for the whole run
-        teacher = build_denoiser(self.cfg).to(self.device)
-        ckpt = teacher_checkpoint(c.teacher)
-        load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / "config.json")
+        teacher = build_denoiser(self.cfg.model_spec()).to(self.device)
+        ckpt = model_folder(c.teacher)
+        load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
         return TrajectoryDistillLoss(teacher, c.teacher_solver, c.teacher_steps, c.huber_c,
                                      self.cfg.seed * 1000 + self.rank, c.reuse)
 
@@ -111,7 +111,7 @@ class DiffusionTrainer(Trainer):
     def init_weights(self, ckpt: Path) -> None:
         """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
         for module in (self.denoiser.net, self.ema.module):
-            load_weights(module, ckpt / "ema.safetensors", ckpt / "config.json")
+            load_weights(module, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -264,7 +264,8 @@ class DiffusionTrainer(Trainer):
 
     def preview(self, seeds: list[int]) -> torch.Tensor:
         """uint8 samples of the EMA model with the model's own sampler (its config's `sample` section)."""
-        return to_uint8(sample_batch(self.ema_denoiser(), seeds, self.cfg.sample.spec, self.device, bf16=self.bf16))
+        spec = self.cfg.sample.spec.resolve(self.denoiser.timesteps)
+        return to_uint8(sample_batch(self.ema_denoiser(), seeds, spec, self.device, bf16=self.bf16))
 
     def log_extras(self) -> dict:
         return {"lr": self.lr_at(self.step - 1), "planned_steps": self.total_steps}

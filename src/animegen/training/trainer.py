@@ -30,6 +30,7 @@ from animegen.data.augment import augment
 from animegen.data.dataset import BatchSampler
 from animegen.runs.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.runs.config import to_dict
+from animegen.runs.model_file import MODEL_FILE
 from animegen.training.distributed import DistEnv, gather, mean_and_any
 from animegen.training.lr_plan import PLAN_AFTER, plan_total
 from animegen.training.tensorboard import TensorBoardLog
@@ -143,7 +144,7 @@ class Trainer:
         if self.rank != 0:
             return None
         model, ema = self.checkpoint_modules()
-        path = save_checkpoint(self.run_dir, self.step, model, ema, to_dict(self.cfg), state,
+        path = save_checkpoint(self.run_dir, self.step, model, ema, self.cfg.model_spec(), to_dict(self.cfg), state,
                                self.cfg.keep_checkpoints)
         self.after_save()
         return path
@@ -152,8 +153,8 @@ class Trainer:
         """Restore weights, EMA, optimizers, data order, RNGs and counters from checkpoint folder `ckpt`."""
         state = load_state(ckpt)
         model, ema = self.checkpoint_modules()
-        load_weights(model, ckpt / "model.safetensors", ckpt / "config.json")
-        load_weights(ema, ckpt / "ema.safetensors", ckpt / "config.json")
+        load_weights(model, ckpt / "model.safetensors", ckpt / MODEL_FILE)
+        load_weights(ema, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
         try:
             self.load_extra_state(state)
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])

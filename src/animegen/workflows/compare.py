@@ -20,6 +20,7 @@ from animegen.core.outputs import output_dir
 from animegen.metrics.registry import EvalContext
 from animegen.runs.model import TrainedModel
 from animegen.samplers.spec import SamplerSpec, parse_spec
+from animegen.samplers.table import SAMPLERS
 from animegen.viz.compare import plot_metrics_vs_nfe, row_label, save_side_by_side
 from animegen.workflows.evaluate import evaluate
 from animegen.workflows.generate import generate
@@ -27,39 +28,41 @@ from animegen.workflows.generate import generate
 log = logging.getLogger(__name__)
 
 
-def parse_samplers(text: str, model: SamplerSpec, timesteps: int) -> list[SamplerSpec]:
-    """'ddpm,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> resolved specs (what an item leaves out: `choose`)."""
+def parse_samplers(text: str, model: TrainedModel) -> list[tuple[TrainedModel, SamplerSpec]]:
+    """'ddpm,ddim:50:eta=1,dpmpp:20:spacing=logsnr' -> (the model that runs each, its resolved spec): a sampler that
+    needs a student runs on the model's (runs/model.py); what an item leaves out is that model's own."""
     items = [s.strip() for s in text.split(",") if s.strip()]
     if not items:
         raise UserError("--samplers is empty; e.g. ddpm,ddim:50,dpmpp:20")
-    specs = []
+    rows = []
     for item in items:
         try:
-            specs.append(parse_spec(item, model).resolve(timesteps))
+            name = item.partition(":")[0]
+            runner = model.runner(name) if name in SAMPLERS else model  # parse_spec names an unknown sampler
+            rows.append((runner, parse_spec(item, runner.spec).resolve(runner.net.timesteps)))
         except UserError as err:
             raise UserError(f"--samplers {item}: {err}") from None
-    return specs
+    return rows
 
 
 def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, num: int = 1000, seed: int = 0,
             batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"),
-            ctx_kwargs: dict | None = None, resume: bool = False, student: TrainedModel | None = None
-            ) -> list[dict]:
-    """Generate `num` images per sampler into out/samples/<label>/, score them, write the report. `consistency`
-    rows sample with `student` (a distilled model of `model`; None: `model` itself is the student).
+            ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
+    """Generate `num` images per sampler into out/samples/<label>/, score them, write the report. Rows of a
+    sampler that needs a student sample with the model's (`model.with_student(...)` to give one).
 
     With `resume`, a sampler whose row is already in out/report.json (same checkpoint, num and seed) and whose
     images are all there keeps its images and wall time; only metrics that row lacks are computed."""
     if model.kind != "diffusion":
         raise UserError(f"{model.checkpoint}: a StyleGAN2 checkpoint; compare runs diffusion samplers, a GAN has none")
-    specs = parse_samplers(samplers, model.spec, model.net.timesteps)
+    runs = parse_samplers(samplers, model)
+    specs = [spec for _, spec in runs]
     output_dir(out)
     checkpoint = str(model.checkpoint)
     earlier = earlier_rows(out, checkpoint, num, seed) if resume else {}
     rows = []
-    for spec in specs:
+    for sampler_model, spec in runs:
         folder = out / "samples" / spec.label
-        sampler_model = student if spec.name == "consistency" and student is not None else model
         row = earlier.get(spec.label)
         if row is None or row.get("checkpoint", checkpoint) != str(sampler_model.checkpoint) \
                 or not folder.is_dir() or len(list_images(folder)) != num:

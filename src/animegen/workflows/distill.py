@@ -12,15 +12,16 @@ plan — whose model samples with `--sampler consistency --steps 1|2|4`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from animegen.assets import SHIPPED, teacher_checkpoint
+from animegen.assets import SHIPPED
 from animegen.core.errors import UserError
-from animegen.runs.checkpoint import read_config
-from animegen.runs.config import ConsistencyConfig, TrainConfig, to_dict
-from animegen.runs.load import config_from_json
+from animegen.runs.config import ConsistencyConfig, TrainConfig
+from animegen.runs.load import model_folder
+from animegen.runs.model_file import DiffusionModel, read_model_file
 from animegen.workflows.train import next_run_dir, read_run_config, train
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,11 @@ DISTILL: dict[str, Any] = {
 ADVERSARIAL = 1.0
 
 
-def student_overrides(teacher: TrainConfig, teacher_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The teacher's network and schedule, the distill recipe, then the user's own overrides."""
-    taken = {f"{section}.{key}": value for section in ("model", "diffusion")
-             for key, value in to_dict(teacher)[section].items()}
+def student_overrides(teacher: DiffusionModel, teacher_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The teacher's network and schedule (from its model file), the distill recipe, then the user's overrides."""
+    taken = {f"model.{key}": value for key, value in dataclasses.asdict(teacher.network).items()}
+    taken.update({"diffusion.schedule": teacher.schedule, "diffusion.timesteps": teacher.timesteps,
+                  "diffusion.objective": teacher.objective})
     return {**taken, **DISTILL, "consistency.teacher": teacher_name, **overrides}
 
 
@@ -80,10 +82,10 @@ def distill(data: str | None = None, checkpoint: str | None = None, overrides: d
         checkpoint = saved.consistency.teacher  # a resume goes on from the teacher it started with
     # recorded as the checkpoint folder itself (absolute), so a resume finds the same weights from anywhere even
     # if the teacher's run has saved newer ones since
-    teacher_name = SHIPPED if checkpoint in (None, SHIPPED) else str(teacher_checkpoint(str(checkpoint)).resolve())
-    ckpt = teacher_checkpoint(teacher_name)
-    teacher = config_from_json(read_config(ckpt), ckpt / "config.json")
-    if not isinstance(teacher, TrainConfig):
+    teacher_name = SHIPPED if checkpoint in (None, SHIPPED) else str(model_folder(checkpoint).resolve())
+    ckpt = model_folder(teacher_name)
+    teacher = read_model_file(ckpt)
+    if not isinstance(teacher, DiffusionModel):
         raise UserError(f"{ckpt} is a StyleGAN2 checkpoint: it already draws a face in one step; distill needs "
                         f"a diffusion model")
     overrides = student_overrides(teacher, teacher_name, overrides)

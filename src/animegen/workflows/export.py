@@ -1,4 +1,9 @@
-"""`animegen export`: a run's EMA weights as a small inference-only model folder (what animegen ships)."""
+"""`animegen export`: a run's EMA weights as a small inference-only model folder (what animegen ships).
+
+The folder holds model.json (runs/model_file.py) and ema.safetensors, and optionally the model's few-step student
+in student/ (`--student`): a consistency sampler on the exported model then uses it. A v1 checkpoint (before
+model.json) is exported in the new layout, so export is also how an old model is brought up to date.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,41 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from animegen.core.atomic import atomic_path, write_json
+from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 from animegen.core.outputs import output_dir, writing
-from animegen.runs.checkpoint import read_config, resolve_checkpoint
+from animegen.runs.checkpoint import resolve_checkpoint
+from animegen.runs.model_file import MODEL_FORMAT, STUDENT_DIR, read_model_file, write_model_file
 
 
-def export_model(checkpoint: str, out: Path, half: bool = True) -> Path:
-    """out/config.json + out/ema.safetensors (fp16 when `half`): loadable by every --checkpoint option.
-
-    fp16 halves the size; weights are cast back to fp32 on load, so sampling runs in fp32 as trained."""
+def export_model(checkpoint: str, out: Path, half: bool = True, student: str | None = None) -> Path:
+    """out/model.json + out/ema.safetensors (fp16 when `half`), and the student's in out/student/: loadable by
+    every --checkpoint option. fp16 halves the size; weights are cast back to fp32 on load."""
     ckpt = resolve_checkpoint(checkpoint)
-    config = read_config(ckpt)
+    model = read_model_file(ckpt)
+    student_ckpt = resolve_checkpoint(student) if student is not None else None
+    if student_ckpt is not None:
+        learner = read_model_file(student_ckpt)
+        if not learner.is_student or learner.network != model.network:
+            raise UserError(f"{student_ckpt}: not a student of {ckpt} (a run of `animegen distill --checkpoint "
+                            f"{checkpoint}`)")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: folder is not empty; choose a new --out")
     output_dir(out)
+    _write(ckpt, out, half)
+    if student_ckpt is not None:
+        _write(student_ckpt, out / STUDENT_DIR, half)
+    return out
+
+
+def _write(ckpt: Path, out: Path, half: bool) -> None:
+    model = read_model_file(ckpt)
     tensors = load_file(ckpt / "ema.safetensors")
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "ema.safetensors") as tmp:
-            save_file(tensors, tmp, metadata={"format": str(config.get("format")), "step": str(config.get("step")),
+            save_file(tensors, tmp, metadata={"format": MODEL_FORMAT, "checkpoint": ckpt.name,
                                               "dtype": "float16" if half else "float32"})
-        write_json(out / "config.json", config)
-    return out
+        write_model_file(out, model)

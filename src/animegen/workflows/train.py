@@ -24,9 +24,8 @@ from animegen.core.lock import LOCK_NAME, FileLock, run_lock
 from animegen.core.outputs import output_dir, writing
 from animegen.data.dataset import load_images
 from animegen.runs.checkpoint import resolve_checkpoint
-from animegen.runs.config import TrainConfig, to_dict, with_overrides
+from animegen.runs.config import TrainConfig, from_dict, to_dict, with_overrides
 from animegen.runs.gan_config import GANTrainConfig
-from animegen.runs.load import config_from_json
 from animegen.runs.presets import preset_config
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.distributed import init_distributed, main_first, shutdown
@@ -52,7 +51,15 @@ def read_run_config(run_dir: Path) -> TrainConfig | GANTrainConfig:
         data = json.loads(file.read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{file}: unreadable ({err}); restore it from a checkpoint's config.json") from None
-    return config_from_json(data, file)
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: not a config (expected a JSON object)")
+    cls = GANTrainConfig if data.get("kind") == "stylegan2" else TrainConfig
+    try:
+        return from_dict(cls, {k: v for k, v in data.items() if k not in ("format", "step")})
+    except UserError as err:
+        raise UserError(f"{file}: {err}") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise UserError(f"{file}: invalid config ({err}); fix or restore this file") from None
 
 
 def resume_config(run_dir: Path, preset: str | None, overrides: dict[str, Any]) -> TrainConfig | GANTrainConfig:
