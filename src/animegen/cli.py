@@ -61,6 +61,14 @@ def in_range(low: float, high: float, kind: type = float):
 POSITIVE, COUNT = at_least(1), at_least(0)
 
 
+def number_list(text: str) -> list[float]:
+    """'0.05,0.10' -> [0.05, 0.1]; ranges are checked where the numbers are used."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
     """--sampler/--steps/--eta/--spacing/--threshold, with choices from the samplers' registry."""
     p.add_argument("--sampler", choices=list(SAMPLERS), default=sampler_default,
@@ -313,7 +321,9 @@ def cmd_progress(args: argparse.Namespace) -> None:
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="report Q2: the same seeds through several samplers, timed and scored")
-    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model); several, "
+                                        "comma-separated, go through the same samplers into OUT/<folder name>/ "
+                                        "with one table of all (e.g. the folders of `animegen ema`)")
     p.add_argument("--student", help="the distilled student that consistency rows sample with (default: the "
                                      "shipped student when comparing the shipped model)")
     p.add_argument("--real", type=Path, help="folder of real images (SWD, FID)")
@@ -342,14 +352,33 @@ def cmd_compare(args: argparse.Namespace) -> None:
     metrics = tuple(parse_metrics(args.metrics))
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
-    model = load(args.checkpoint, args.device)
     # no --checkpoint: the shipped model, whose consistency rows are its shipped student's
     student = args.student or (model_path(None, "consistency" in args.samplers) if args.checkpoint is None else None)
-    compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume,
-            load(student, args.device) if student is not None else None)
+    options = (args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
+               {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume,
+               load(student, args.device) if student is not None else None)
+    several = checkpoint_list(args.checkpoint)
+    if len(several) > 1:
+        from animegen.workflows.compare import compare_models
+
+        compare_models({name: load(path, args.device) for name, path in several.items()}, *options)
+        figures = f"models.png, and {', '.join(several)}/ (a report each)"
+    else:
+        compare(load(next(iter(several.values()), args.checkpoint), args.device), *options)
+        figures = "metrics-vs-nfe.png, samplers.png"
     print((args.out / "report.md").read_text(), end="")
-    print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
+    print(f"wrote {args.out / 'report.md'}, report.json, {figures}")
+
+
+def checkpoint_list(text: str | None) -> dict[str, str]:
+    """'a/std-0.050,a/std-0.100' -> {folder name: path} (a path that exists as given is one checkpoint)."""
+    if text is None or "," not in text or Path(text).exists():
+        return {Path(text).name: text} if text else {}
+    paths = [p.strip() for p in text.split(",") if p.strip()]
+    names = [Path(p).name or p for p in paths]
+    if len(set(names)) < len(names):  # two runs' std-0.100: numbered, so each keeps its own folder
+        names = [f"{k}-{n}" for k, n in enumerate(names, start=1)]
+    return dict(zip(names, paths))
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -366,6 +395,34 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = export_model(args.checkpoint, args.out, half=not args.fp32)
     size = (out / "ema.safetensors").stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
+
+
+def add_ema(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ema", help="post-hoc EMA: rebuild a run's EMA of other widths from its snapshots (EDM2)",
+                       description="Combines the EMA snapshots a run stored (ema.snapshot_every; on for the cpu "
+                                   "preset) into its EMA of each asked relative width at its last snapshot, one "
+                                   "model folder per width (OUT/std-0.100/, as export writes)")
+    p.add_argument("--checkpoint", required=True, help="the run directory")
+    p.add_argument("--std", required=True, type=number_list,
+                   help="comma-separated relative widths, e.g. 0.05,0.10,0.15 (the run's own is ema.std)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the std-S/ model folders")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.set_defaults(func=cmd_ema)
+
+
+def cmd_ema(args: argparse.Namespace) -> None:
+    from animegen.workflows.ema import reconstruct_ema
+
+    done = reconstruct_ema(args.checkpoint, args.std, args.out, half=not args.fp32)
+    print(f"the EMA at step {done[0].step} (the run's last snapshot), rebuilt from its snapshots:")
+    print("| std | profile fit error | sum of abs(coefficients) | folder |\n|---|---|---|---|")
+    for r in done:
+        print(f"| {r.std:.3f} | {r.fit_error:.2%} | {r.coefficient_sum:.1f} | {r.path} |")
+    if max(r.fit_error for r in done) > 0.05:
+        print("a large fit error: the stored profiles cannot make that width closely; more snapshots (a smaller "
+              "ema.snapshot_every) or snapshot_stds nearer to it would (docs/post-hoc-ema.md)")
+    print(f"compare them: animegen compare --checkpoint {','.join(str(r.path) for r in done)} --samplers dpmpp:20 "
+          f"--real FACES")
 
 
 def add_interpolate(sub: argparse._SubParsersAction) -> None:
@@ -401,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(sub)
     add_compare(sub)
     add_export(sub)
+    add_ema(sub)
     add_interpolate(sub)
     return parser
 
