@@ -203,3 +203,16 @@ def test_compare_scores_the_rebuilt_widths_side_by_side(snapshot_run, tmp_path, 
     # the widths differ, so their faces do: the rows are of two models, not one model twice
     assert (out / "std-0.050" / "samples" / "ddim-2" / "1.jpg").read_bytes() != \
         (out / "std-0.150" / "samples" / "ddim-2" / "1.jpg").read_bytes()
+
+
+def test_snapshot_settings_are_checked_where_they_are_parsed(capsys):
+    for setting, words in [("ema.snapshot_every=-1", "ema.snapshot_every=-1: must be a whole number at least 0"),
+                           ("ema.snapshot_stds=[0.05,0.3]", "ema.snapshot_stds"),
+                           ("ema.snapshot_stds=[]", "ema.snapshot_stds"),
+                           ("ema.snapshot_stds=[0.1,0.1]", "different widths")]:
+        assert main(["train", "--set", setting, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    assert main(["train", "--preset", "cpu", "--dry-run"]) == 0
+    ema = json.loads(capsys.readouterr().out)["ema"]
+    assert (ema["snapshot_every"], ema["snapshot_stds"]) == (250, [0.05, 0.1])
