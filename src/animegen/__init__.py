@@ -10,7 +10,7 @@ The names below are imported on first use, so `animegen --version` does not load
 """
 
 __version__ = "0.1.0"
-__all__ = ["train", "distill", "load", "load_student", "evaluate", "Model", "Run", "Comparison", "__version__"]
+__all__ = ["train", "distill", "ema", "load", "load_student", "evaluate", "Model", "Run", "Comparison", "__version__"]
 
 
 def __getattr__(name: str):

@@ -177,6 +177,15 @@ def train(data: str | os.PathLike, preset: str | None = None, out: str | os.Path
     return Run(Path(run_dir))
 
 
+def ema(run: str | os.PathLike, stds: Sequence[float] = (0.05, 0.10, 0.15), out: str | os.PathLike = "ema",
+        fp32: bool = False) -> dict[float, Path]:
+    """Post-hoc EMA as `animegen ema` does: the run's EMA of each relative width in `stds`, rebuilt from the
+    snapshots it stored (ema.snapshot_every), as model folders out/std-S/ -> {width: folder}; `load` takes them."""
+    from animegen.workflows.ema import reconstruct_ema
+
+    return {r.std: r.path for r in reconstruct_ema(run, list(stds), Path(out), half=not fp32)}
+
+
 def evaluate(images: str | os.PathLike | Iterable[Image.Image], real: str | os.PathLike | None = None,
              metrics: Sequence[str] = ("afd", "swd"), **options: Any) -> dict[str, float]:
     """Score a folder (or a list of PIL images) as `animegen evaluate` does; options: batch_size, num_workers,

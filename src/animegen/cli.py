@@ -36,6 +36,14 @@ def sampler_names(option: str) -> str:
     return sampler_names_if(lambda info: option in info.options)
 
 
+def number_list(text: str) -> list[float]:
+    """'0.05,0.10' -> [0.05, 0.1]; ranges are checked where the numbers are used."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = None) -> None:
     """--sampler/--steps/--eta/--spacing/--threshold, their choices and help from the samplers' table."""
     listed = "; ".join(f"{name}: {info.summary}" for name, info in SAMPLERS.items())
@@ -276,7 +284,9 @@ def cmd_progress(args: argparse.Namespace) -> None:
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="report Q2: the same seeds through several samplers, timed and scored")
-    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model)")
+    p.add_argument("--checkpoint", help="run directory or checkpoint folder (default: the shipped model); several, "
+                                        "comma-separated, go through the same samplers into OUT/<folder name>/ "
+                                        "with one table of all (e.g. the folders of `animegen ema`)")
     students = sampler_names_if(lambda info: info.needs_student)
     p.add_argument("--student", help=f"the distilled student that {students} rows sample with (default: the one "
                                      f"that ships with the model, as the shipped model's does)")
@@ -308,11 +318,32 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.real is None and any(m in ("fid", "swd") for m in metrics):
         raise UserError("compare scores SWD/FID against real images: add --real FOLDER (or --metrics afd)")
     # rows of a sampler that needs a student sample with --student, else with the one that ships with the model
-    model = load(args.checkpoint, args.device).with_student(load(args.student, args.device) if args.student else None)
-    compare(model, args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
-            {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
+    student = load(args.student, args.device) if args.student else None
+    options = (args.real, args.samplers, args.out, args.num, args.seed, args.batch_size, metrics,
+               {"num_workers": args.workers, "inception_weights": args.inception_weights}, args.resume)
+    several = checkpoint_list(args.checkpoint)
+    if len(several) > 1:
+        from animegen.workflows.compare import compare_models
+
+        compare_models({name: load(path, args.device).with_student(student) for name, path in several.items()},
+                       *options)
+        figures = f"models.png, and {', '.join(several)}/ (a report each)"
+    else:
+        compare(load(next(iter(several.values()), args.checkpoint), args.device).with_student(student), *options)
+        figures = "metrics-vs-nfe.png, samplers.png"
     print((args.out / "report.md").read_text(), end="")
-    print(f"wrote {args.out / 'report.md'}, report.json, metrics-vs-nfe.png, samplers.png")
+    print(f"wrote {args.out / 'report.md'}, report.json, {figures}")
+
+
+def checkpoint_list(text: str | None) -> dict[str, str]:
+    """'a/std-0.050,a/std-0.100' -> {folder name: path} (a path that exists as given is one checkpoint)."""
+    if text is None or "," not in text or Path(text).exists():
+        return {Path(text).name: text} if text else {}
+    paths = [p.strip() for p in text.split(",") if p.strip()]
+    names = [Path(p).name or p for p in paths]
+    if len(set(names)) < len(names):  # two runs' std-0.100: numbered, so each keeps its own folder
+        names = [f"{k}-{n}" for k, n in enumerate(names, start=1)]
+    return dict(zip(names, paths))
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -331,6 +362,34 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = export_model(args.checkpoint, args.out, half=not args.fp32, student=args.student)
     size = (out / "ema.safetensors").stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
+
+
+def add_ema(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ema", help="post-hoc EMA: rebuild a run's EMA of other widths from its snapshots (EDM2)",
+                       description="Combines the EMA snapshots a run stored (ema.snapshot_every; on for the cpu "
+                                   "preset) into its EMA of each asked relative width at its last snapshot, one "
+                                   "model folder per width (OUT/std-0.100/, as export writes)")
+    p.add_argument("--checkpoint", required=True, help="the run directory")
+    p.add_argument("--std", required=True, type=number_list,
+                   help="comma-separated relative widths, e.g. 0.05,0.10,0.15 (the run's own is ema.std)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the std-S/ model folders")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.set_defaults(func=cmd_ema)
+
+
+def cmd_ema(args: argparse.Namespace) -> None:
+    from animegen.workflows.ema import reconstruct_ema
+
+    done = reconstruct_ema(args.checkpoint, args.std, args.out, half=not args.fp32)
+    print(f"the EMA at step {done[0].step} (the run's last snapshot), rebuilt from its snapshots:")
+    print("| std | profile fit error | sum of abs(coefficients) | folder |\n|---|---|---|---|")
+    for r in done:
+        print(f"| {r.std:.3f} | {r.fit_error:.2%} | {r.coefficient_sum:.1f} | {r.path} |")
+    if max(r.fit_error for r in done) > 0.05:
+        print("a large fit error: the stored profiles cannot make that width closely; more snapshots (a smaller "
+              "ema.snapshot_every) or snapshot_stds nearer to it would (docs/post-hoc-ema.md)")
+    print(f"compare them: animegen compare --checkpoint {','.join(str(r.path) for r in done)} --samplers dpmpp:20 "
+          f"--real FACES")
 
 
 def add_interpolate(sub: argparse._SubParsersAction) -> None:
@@ -391,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(sub)
     add_compare(sub)
     add_export(sub)
+    add_ema(sub)
     add_interpolate(sub)
     add_serve(sub)
     return parser

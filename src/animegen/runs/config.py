@@ -20,6 +20,7 @@ from animegen.diffusion.parameterization import OBJECTIVES
 from animegen.diffusion.schedules import SCHEDULES
 from animegen.models.unet import UNetConfig
 from animegen.runs.model_file import DiffusionModel
+from animegen.runs.phema import MAX_STD
 from animegen.samplers.spec import SamplerSpec
 
 
@@ -79,13 +80,21 @@ class EMAConfig:
     warmup: bool = True                 # ramp the decay up as the homework's ema_pytorch does
     kind: str = "homework"              # homework (decay above) | power (EDM2's, sized to the run by std)
     std: float = 0.10                   # power: relative width sigma_rel of the average (EDM2: 0.05-0.15)
+    snapshot_every: int = 0             # post-hoc EMA: save the snapshot_stds profiles every this many steps (0 = off)
+    snapshot_stds: tuple[float, ...] = (0.05, 0.10)  # the power-function profiles tracked for it (EDM2's two)
 
     def __post_init__(self) -> None:
         if self.kind not in ("homework", "power"):
             raise UserError(f"ema.kind={self.kind!r}: choose homework or power")
-        if not 0.0 < self.std < 0.28:  # sigma_rel = 0.2887 is gamma = 0 (a flat average); beyond, no gamma > -1
-            raise UserError(f"ema.std={self.std!r}: must be between 0 and 0.28")
-        check_ranges("ema", self, at_least_one=("every",))
+        if not 0.0 < self.std < MAX_STD:
+            raise UserError(f"ema.std={self.std!r}: must be between 0 and {MAX_STD}")
+        stds = self.snapshot_stds
+        widths = isinstance(stds, (tuple, list)) and all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                                         and 0.0 < s < MAX_STD for s in stds)
+        if not widths or not stds or len(set(stds)) != len(stds):
+            raise UserError(f"ema.snapshot_stds={stds!r}: one or more different widths between 0 and {MAX_STD}, "
+                            f"e.g. [0.05,0.10]")
+        check_ranges("ema", self, at_least_one=("every",), at_least_zero=("snapshot_every",))
 
 
 @dataclass(frozen=True)

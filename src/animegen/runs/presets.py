@@ -38,6 +38,9 @@ CPU = {
     # planned for its budget (round 3 of docs/cpu-preset.md): the lr decays to 1% at the run's last step and the
     # EMA is EDM2's power function (10% of the run); at equal CPU time: AFD 0.83 vs 0.68, SWD 43 vs 65
     "optim.lr_schedule": "cosine", "ema.kind": "power", "ema.every": 1,
+    # post-hoc EMA (docs/post-hoc-ema.md): EDM2's two profiles every 250 steps, ~22 snapshots in a 60-minute run,
+    # enough to rebuild widths 0.03-0.20 within 2% of their profiles; `animegen ema` picks the width afterwards
+    "ema.snapshot_every": 250,
     "sample.sampler": "dpmpp", "sample.steps": 20,
 }
 
@@ -49,6 +52,9 @@ GPU = {
     "model.dim": 64,
     "optim.batch_size": 256, "optim.lr": 2e-3, "optim.warmup_steps": 500,
     "sample.every": 2000,
+    # no post-hoc EMA snapshots until their cost is measured on a GPU (--set ema.snapshot_every=1000: ~20 in 10
+    # minutes, 35 MB each)
+    "ema.snapshot_every": 0,
 }
 
 # boss = the homework's top baseline: a StyleGAN2 (training/gan_config.py holds the NVlabs-style defaults).

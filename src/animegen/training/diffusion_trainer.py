@@ -37,6 +37,7 @@ from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
 from animegen.training.ema import make_ema
 from animegen.training.lr_plan import lr_factor
+from animegen.training.phema import PostHocEMA
 from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from animegen.training.trainer import Evaluator, Trainer
 from animegen.viz.curves import plot_loss
@@ -63,6 +64,9 @@ class DiffusionTrainer(Trainer):
             self._train_denoiser = self.denoiser.with_net(ddp)
         self.ema = make_ema(self.denoiser.net, cfg.ema)
         self.ema.update_parameters(self.denoiser.net)  # n_averaged = 1: the EMA starts as a copy
+        # post-hoc EMA's profiles (training/phema.py): rank 0 alone writes their snapshots
+        self.phema = PostHocEMA(self.denoiser.net, cfg.ema, self.run_dir) \
+            if cfg.ema.snapshot_every and self.rank == 0 else None
         self.compile = plan_compile(cfg.compile, self.device, distributed=self.env.enabled,
                                     grad_accum=cfg.optim.grad_accum, max_minutes=cfg.max_minutes, steps=cfg.steps)
         if self.compile.inductor:
@@ -112,6 +116,8 @@ class DiffusionTrainer(Trainer):
         """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
         for module in (self.denoiser.net, self.ema.module):
             load_weights(module, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
+        if self.phema is not None:
+            self.phema.restart(self.denoiser.net)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -135,6 +141,8 @@ class DiffusionTrainer(Trainer):
         state = {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone()}
         if self.adversarial is not None:
             state["adversarial"] = self.adversarial.state_dict()
+        if self.phema is not None:
+            state["phema"] = self.phema.state_dict()
         return state
 
     def load_extra_state(self, state: dict) -> None:
@@ -152,6 +160,14 @@ class DiffusionTrainer(Trainer):
         self.ema.n_averaged.copy_(state["ema_n_averaged"])
         if self.adversarial is not None:
             self.adversarial.load_state_dict(state["adversarial"])
+        if self.phema is not None:
+            self.phema.load_state_dict(state["phema"])
+
+    def run(self) -> Path:
+        run_dir = super().run()  # an interrupted run raises here: its end comes when a resume finishes it
+        if self.phema is not None:
+            self.phema.finish(self.step)
+        return run_dir
 
     def after_save(self) -> None:
         plot_loss(self.run_dir / "log.jsonl", self.run_dir / "loss.png", f"{self.cfg.preset} preset")
@@ -192,6 +208,8 @@ class DiffusionTrainer(Trainer):
         self.step += 1
         if self.step % self.cfg.ema.every == 0:
             self.ema.update_parameters(self.denoiser.net)
+        if self.phema is not None:
+            self.phema.after_step(self.denoiser.net, self.step)
         return loss
 
     def _autocast(self, cache: bool = True):

@@ -9,12 +9,12 @@ update_after_step steps.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from animegen.runs.config import EMAConfig
+from animegen.runs.phema import power_exponent
 
 UPDATE_AFTER_STEP = 100
 POWER = 2 / 3
@@ -26,14 +26,6 @@ def ema_decay(beta: float, step: int, warmup: bool = True) -> float:
         return beta
     epoch = max(step - UPDATE_AFTER_STEP - 1, 0)
     return min(beta, max(0.0, 1 - (1 + epoch) ** -POWER))
-
-
-def power_exponent(std: float) -> float:
-    """gamma of EDM2's power-function EMA (Karras et al. 2024, eq. 3) for a relative std sigma_rel = `std`:
-    the averaging profile p(tau) ~ tau^gamma over [0, t] has std sigma_rel t, i.e.
-    sigma_rel^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)); gamma is the largest real root of the cubic."""
-    inv = std ** -2
-    return float(np.roots([1, 7, 16 - inv, 12 - inv]).real.max())
 
 
 def power_decay(gamma: float, update: int) -> float:

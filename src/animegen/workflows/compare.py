@@ -91,6 +91,35 @@ def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, nu
     return rows
 
 
+def compare_models(models: dict[str, TrainedModel], real: Path | None, samplers: str, out: Path, num: int = 1000,
+                   seed: int = 0, batch_size: int | None = None, metrics: tuple[str, ...] = ("afd", "swd"),
+                   ctx_kwargs: dict | None = None, resume: bool = False) -> list[dict]:
+    """Several models by name (e.g. the widths `animegen ema` rebuilt) through the same samplers and seeds: each
+    compared into out/<name>/ as above, then every row in one table (out/report.md, report.json) and the first
+    sampler's images of each model side by side (out/models.png)."""
+    rows = []
+    for name, model in models.items():
+        rows += [{"model": name, **row} for row in compare(model, real, samplers, out / name, num, seed, batch_size,
+                                                            metrics, ctx_kwargs, resume)]
+        write_json(out / "report.json", {"num": num, "seed": seed, "rows": rows})
+        (out / "report.md").write_text(models_table(rows, metrics) + "\n")
+    first = rows[0]["name"]
+    save_side_by_side([_first_images(out / name / "samples" / first, 8) for name in models], list(models),
+                      out / "models.png")
+    return rows
+
+
+def models_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
+    """One line per model and sampler, the metrics as measured."""
+    shown = [m for m in metrics if m in rows[0]]
+    head = ["model", "sampler", "NFE", "wall s", *(m.upper() for m in shown)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], row_label(r), str(r["nfe"]), f"{r['seconds']:.1f}", *(f"{r[m]:.3f}" for m in shown)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def earlier_rows(out: Path, checkpoint: str, num: int, seed: int) -> dict[str, dict]:
     """Rows of out/report.json by sampler name, or {} when there is none or it was made with other settings."""
     try:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DISTILL: dict[str, Any] = {
     "consistency.enabled": True,
     "optim.lr": 1e-3, "optim.warmup_steps": 0, "optim.lr_schedule": "cosine",
-    "ema.kind": "power", "ema.every": 1, "ema.std": 0.10,
+    "ema.kind": "power", "ema.every": 1, "ema.std": 0.10, "ema.snapshot_every": 0,
     "augment.hflip": False, "augment.rotate_deg": 0.0, "augment.brightness": 0.0, "augment.contrast": 0.0,
     "sample.sampler": "consistency", "sample.steps": 2, "sample.threshold": "static",
 }
