@@ -118,17 +118,21 @@ class Run:
         grids = sorted((self.path / "samples").glob("step-*.png"))
         return _loaded(grids[-1]) if grids else None
 
-    def load(self, device: str = "auto", bf16: str = "auto", compile: str = "auto") -> Model:
-        return load(self.path, device, bf16, compile)
+    def load(self, device: str = "auto", bf16: str = "auto", compile: str = "auto",
+             guide: str | os.PathLike | None = None, guidance: float | None = None) -> Model:
+        return load(self.path, device, bf16, compile, guide, guidance)
 
 
 def load(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto",
-         compile: str = "auto") -> Model:
+         compile: str = "auto", guide: str | os.PathLike | None = None, guidance: float | None = None) -> Model:
     """A run directory or checkpoint folder; None loads the model shipped with animegen (works offline).
     bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
     compile auto | on | off: auto torch.compiles the UNet for generations long enough to repay the compile, on
-    CPUs with native bf16 (samplers/compiled_net.py); on an AVX2-only CPU it stays eager (it gained 1.06x at best)."""
-    return Model.load(path, device, bf16, compile)
+    CPUs with native bf16 (samplers/compiled_net.py); on an AVX2-only CPU it stays eager.
+    guide, guidance: autoguidance, as `generate --guide --guidance` (a model that ships with a guide samples
+    guided by default; guidance=1.0 samples it alone)."""
+    model = Model.load(path, device, bf16, compile)
+    return model.with_guide(guide, guidance) if guide is not None or guidance is not None else model
 
 
 def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto",

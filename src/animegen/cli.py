@@ -59,11 +59,29 @@ def add_sampler_flags(p: argparse.ArgumentParser, sampler_default: str | None = 
     p.add_argument("--threshold", choices=list(THRESHOLDS),
                    help="keep each step's x0 prediction in range: static clamp, or dynamic (Imagen's rescale, less "
                         "saturated colour from eps-prediction models) (default: the model's)")
+    add_guide_flags(p)
+
+
+def add_guide_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guide", help="autoguidance: a weaker version of the model guides it away from its errors: an "
+                                   "earlier checkpoint or post-hoc EMA snapshot of its run (a path, or a name in "
+                                   "its run such as step-0000500-std-0.050), or a smaller model trained on the same "
+                                   "faces (default: the guide that ships with the model, if one does)")
+    p.add_argument("--guidance", type=in_range(1.0, 10.0),
+                   help="autoguidance weight: 1 samples the model alone (default: 2 with --guide; the model's own "
+                        "where a guide ships with it)")
+
+
+def guided(args: argparse.Namespace, model):
+    """The model with the guide and weight the flags ask for (runs/model.py with_guide)."""
+    if args.guide is not None or args.guidance is not None:
+        model.with_guide(args.guide, args.guidance)
+    return model
 
 
 def sampling(args: argparse.Namespace, model):
     """(the model that runs the sampler the flags ask for, its resolved spec): runs/model.py's sampler_for."""
-    return model.sampler_for(args.sampler, args.steps, args.eta, args.spacing, args.threshold)
+    return guided(args, model).sampler_for(args.sampler, args.steps, args.eta, args.spacing, args.threshold)
 
 
 def add_allow_out_in_data(p: argparse.ArgumentParser) -> None:
@@ -296,6 +314,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                         f"runs all T steps); options: eta=0..1 ({sampler_names('eta')}), spacing={'|'.join(SPACINGS)} "
                         f"({sampler_names('spacing')}), threshold={'|'.join(THRESHOLDS)}, e.g. ddim:50:eta=1; what an "
                         f"item leaves out is as for generate --sampler")
+    add_guide_flags(p)
     p.add_argument("--num", type=POSITIVE, default=1000, help="images per sampler (the same seeds for each)")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--metrics", default="afd,swd", help="comma-separated: fid, afd, swd")
@@ -325,11 +344,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if len(several) > 1:
         from animegen.workflows.compare import compare_models
 
-        compare_models({name: load(path, args.device).with_student(student) for name, path in several.items()},
-                       *options)
+        compare_models({name: guided(args, load(path, args.device)).with_student(student)
+                        for name, path in several.items()}, *options)
         figures = f"models.png, and {', '.join(several)}/ (a report each)"
     else:
-        compare(load(next(iter(several.values()), args.checkpoint), args.device).with_student(student), *options)
+        compare(guided(args, load(next(iter(several.values()), args.checkpoint), args.device)).with_student(student),
+                *options)
         figures = "metrics-vs-nfe.png, samplers.png"
     print((args.out / "report.md").read_text(), end="")
     print(f"wrote {args.out / 'report.md'}, report.json, {figures}")
@@ -352,6 +372,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="new folder for model.json + ema.safetensors")
     p.add_argument("--student", help="also ship this run's few-step student (of `animegen distill --checkpoint` "
                                      "the same model) in OUT/student, where a consistency sampler finds it")
+    p.add_argument("--guide", help="also ship the guide autoguidance samples with (as generate --guide takes it) in "
+                                   "OUT/guide, so the model samples guided by default")
+    p.add_argument("--guidance", type=in_range(1.0, 10.0), help="the weight it ships with (default 2)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     p.set_defaults(func=cmd_export)
 
@@ -359,7 +382,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from animegen.workflows.export import export_model
 
-    out = export_model(args.checkpoint, args.out, half=not args.fp32, student=args.student)
+    out = export_model(args.checkpoint, args.out, half=not args.fp32, student=args.student, guide=args.guide,
+                       guidance=args.guidance)
     size = (out / "ema.safetensors").stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MB); use it with --checkpoint {out}")
 

@@ -67,3 +67,26 @@ def load_generator(path: str | os.PathLike | None, device: torch.device | str = 
     if not isinstance(model, GANModel):
         raise UserError(f"{ckpt}: a diffusion checkpoint; this command needs a StyleGAN2 one (--preset boss)")
     return net, model, ckpt
+
+
+def load_guide(name: str | os.PathLike, model: DiffusionModel, checkpoint: Path, device: torch.device | str = "cpu"
+               ) -> tuple[Denoiser, str]:
+    """The guide a user names for the model in `checkpoint` -> (its denoiser in eval mode, what it is). A weights
+    file (e.g. a post-hoc EMA snapshot, run/phema/step-N-std-S.safetensors) is read as the model's own network;
+    a folder is a run directory or checkpoint with its own model file (a smaller model may guide); a bare name is
+    looked up in the model's run: its checkpoints/ (step-N) and phema/ snapshots."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+        found = [p for p in (run / "checkpoints" / str(name), run / "phema" / str(name),
+                             run / "phema" / f"{name}.safetensors") if p.exists()]
+        if not found:
+            raise UserError(f"guide {name}: no such file or folder, and no checkpoint or snapshot of that name in "
+                            f"{run}; give a run directory, a checkpoint folder or a snapshot file")
+        path = found[0]
+    if path.is_file():
+        guide = build_denoiser(model)
+        load_weights(guide.net, path, checkpoint / MODEL_FILE)
+    else:
+        guide, _, path = load_denoiser(path, device=device)
+    return guide.to(device, memory_format=torch.channels_last).eval(), str(path)

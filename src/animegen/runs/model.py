@@ -16,12 +16,13 @@ import torch
 
 from animegen.core.device import pick_device, use_bf16
 from animegen.core.errors import UserError
+from animegen.diffusion.guidance import GuidedDenoiser, check_guide
 from animegen.diffusion.parameterization import Denoiser
 from animegen.models.stylegan2 import Generator
 from animegen.models.unet import UNetConfig
 from animegen.runs.checkpoint import is_model_folder
-from animegen.runs.load import load_model
-from animegen.runs.model_file import STUDENT_DIR, GANModel, ModelSpec
+from animegen.runs.load import load_guide, load_model
+from animegen.runs.model_file import GUIDE_DIR, STUDENT_DIR, GANModel, ModelSpec
 from animegen.samplers.compiled_net import compiled, plan_sampling_compile
 from animegen.samplers.gan import gan_batches
 from animegen.samplers.run import sample_images
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # larger batches spill the cache (BENCHMARKS.md: 64 px, dim 16: 80 img-evals/s at batch 64, 46 at 256)
 BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
 LARGE_BATCH = 250  # on a GPU, and for StyleGAN2 (whose grouped convolutions want big batches on a CPU too)
+DEFAULT_GUIDANCE = 2.0  # autoguidance's weight when a guide is named without one (EDM2 found 2-3 best)
+MAX_GUIDANCE = 10.0
 
 
 def default_batch_size(model_cfg: UNetConfig) -> int:
@@ -57,6 +60,10 @@ class TrainedModel:
     _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
     _student: TrainedModel | None = field(default=None, repr=False)
     _bf16_setting: str = field(default="auto", repr=False)
+    guide: Denoiser | None = field(default=None, repr=False)  # autoguidance's weaker model (diffusion/guidance.py)
+    guide_name: str = ""                                        # what it is, for logs and reports
+    guidance: float = 1.0                                       # its weight: 1 samples the model alone
+    _guided: GuidedDenoiser | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -69,7 +76,46 @@ class TrainedModel:
         net, model, ckpt = load_model(path, device=device)
         if isinstance(model, GANModel):
             return cls("stylegan2", net, model, ckpt, device)
-        return cls("diffusion", net, model, ckpt, device, use_bf16(bf16, device), compile, _bf16_setting=bf16)
+        loaded = cls("diffusion", net, model, ckpt, device, use_bf16(bf16, device), compile, _bf16_setting=bf16)
+        if model.guidance != 1.0 and is_model_folder(ckpt / GUIDE_DIR):  # a guide ships with it: sample guided
+            loaded.with_guide(ckpt / GUIDE_DIR, model.guidance)
+        return loaded
+
+    def with_guide(self, guide: str | os.PathLike | None, weight: float | None = None) -> TrainedModel:
+        """Sample with autoguidance: `guide` (a checkpoint or run, a snapshot file, or a name in this model's run:
+        runs/load.py load_guide) at `weight` (> 1 pushes away from it; 1 is the model alone). guide None keeps the
+        guide it has (the one that ships with it) and changes only the weight."""
+        if self.kind != "diffusion":
+            raise UserError(f"{self.checkpoint}: a StyleGAN2 draws in one pass; autoguidance guides diffusion models")
+        if weight is not None and not (isinstance(weight, (int, float)) and 1.0 <= weight <= MAX_GUIDANCE):
+            raise UserError(f"guidance weight {weight!r}: must be from 1 (none) to {MAX_GUIDANCE:g}")
+        if guide is not None:
+            loaded, name = load_guide(guide, self.config, self.checkpoint, self.device)
+            check_guide(self.net, loaded)  # before anything changes: a refused guide leaves the model as it was
+            self.guide, self.guide_name = loaded, name
+            self.guidance = DEFAULT_GUIDANCE if weight is None else float(weight)
+        elif weight is not None:
+            if self.guide is None and weight != 1.0:
+                raise UserError(f"{self.checkpoint}: no guide ships with this model; name one with --guide (an "
+                                f"earlier checkpoint or snapshot of its run, or a smaller model)")
+            self.guidance = float(weight)
+        self._guided = None if self.guide is None or self.guidance == 1.0 else \
+            GuidedDenoiser(self.net, self.guide, self.guidance)
+        self._compiled = None
+        return self
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """What samplers evaluate: the network, guided when a guide and a weight other than 1 are set."""
+        return self._guided if self._guided is not None else self.net
+
+    def evaluations(self, spec: SamplerSpec) -> float:
+        """Network evaluations per image with `spec`: the guide's count too, as far as generations so far used it
+        (all of a sampler's steps unless an interval leaves some out)."""
+        if self._guided is None:
+            return float(spec.nfe)
+        main, guide = self._guided.calls
+        return spec.nfe * (1 + (guide / main if main else 1.0))
 
     @property
     def spec(self) -> SamplerSpec | None:
@@ -127,11 +173,11 @@ class TrainedModel:
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
         spec = spec or self.spec.resolve(self.net.timesteps)
-        calls = -(-len(seeds) // batch_size) * spec.nfe
+        calls = -(-len(seeds) // batch_size) * self.evaluations(spec)
         on, note = plan_sampling_compile(self.compile, self.device, calls * min(batch_size, len(seeds)))
         if note:
             log.info(note)
         if on and self._compiled is None:
-            self._compiled = compiled(self.net)
-        denoiser = self._compiled if on else self.net
+            self._compiled = compiled(self.denoiser)
+        denoiser = self._compiled if on else self.denoiser
         return sample_images(denoiser, seeds, spec, batch_size, self.device, self.bf16, fixed_shape=on)

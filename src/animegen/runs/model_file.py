@@ -27,6 +27,7 @@ from animegen.samplers.spec import SamplerSpec
 MODEL_FILE = "model.json"
 MODEL_FORMAT = "animegen-model-v1"
 STUDENT_DIR = "student"  # a model folder may carry its few-step student here (export --student; the shipped model)
+GUIDE_DIR = "guide"      # ... and the weaker version of itself that guides it (export --guide; diffusion/guidance.py)
 V1_CHECKPOINT = "animegen-checkpoint-v1"  # the layout before model.json: config.json held everything
 
 
@@ -42,6 +43,7 @@ class DiffusionModel:
     sample: SamplerSpec
     preset: str = ""
     teacher: str | None = None  # a student's teacher ("shipped" or a checkpoint folder); None: not a student
+    guidance: float = 1.0       # the autoguidance weight it samples with when a guide ships beside it (1: none)
 
     kind = "diffusion"
 

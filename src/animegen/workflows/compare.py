@@ -73,9 +73,11 @@ def compare(model: TrainedModel, real: Path | None, samplers: str, out: Path, nu
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             row = {"sampler": spec.name, "steps": spec.steps, "eta": spec.eta, "spacing": spec.spacing,
-                   "threshold": spec.threshold, "variant": spec.variant, "name": spec.label, "nfe": spec.nfe,
-                   "num": num, "seconds": round(seconds, 2), "img_per_s": round(num / seconds, 2),
-                   "checkpoint": str(sampler_model.checkpoint)}
+                   "threshold": spec.threshold, "variant": spec.variant, "name": spec.label,
+                   "nfe": round(sampler_model.evaluations(spec), 2), "num": num, "seconds": round(seconds, 2),
+                   "img_per_s": round(num / seconds, 2), "checkpoint": str(sampler_model.checkpoint)}
+            if sampler_model.denoiser is not sampler_model.net:  # autoguidance: with what, how strongly
+                row.update(guide=sampler_model.guide_name, guidance=sampler_model.guidance)
         else:
             log.info("%s: keeping the %d images and wall time of the earlier report", spec.label, num)
         missing = [m for m in metrics if m not in row]

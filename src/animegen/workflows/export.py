@@ -7,6 +7,7 @@ model.json) is exported in the new layout, so export is also how an old model is
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -15,14 +16,22 @@ from animegen.core.atomic import atomic_path
 from animegen.core.errors import UserError
 from animegen.core.outputs import output_dir, writing
 from animegen.runs.checkpoint import resolve_checkpoint
-from animegen.runs.model_file import MODEL_FORMAT, STUDENT_DIR, read_model_file, write_model_file
+from animegen.runs.model_file import GUIDE_DIR, MODEL_FORMAT, STUDENT_DIR, read_model_file, write_model_file
 
 
-def export_model(checkpoint: str, out: Path, half: bool = True, student: str | None = None) -> Path:
-    """out/model.json + out/ema.safetensors (fp16 when `half`), and the student's in out/student/: loadable by
-    every --checkpoint option. fp16 halves the size; weights are cast back to fp32 on load."""
+def export_model(checkpoint: str, out: Path, half: bool = True, student: str | None = None,
+                 guide: str | None = None, guidance: float | None = None) -> Path:
+    """out/model.json + out/ema.safetensors (fp16 when `half`), the student's in out/student/, and the guide that
+    autoguidance samples with in out/guide/ (its weight in model.json): loadable by every --checkpoint option.
+    fp16 halves the size; weights are cast back to fp32 on load."""
     ckpt = resolve_checkpoint(checkpoint)
     model = read_model_file(ckpt)
+    guide_net = None
+    if guide is not None:  # checked now, as generate would load it: nothing is written for a guide that won't do
+        from animegen.runs.model import TrainedModel
+
+        guided = TrainedModel.load(ckpt, "cpu", compile="off").with_guide(guide, guidance)
+        guide_net, model = guided.guide, dataclasses.replace(model, guidance=guided.guidance)
     student_ckpt = resolve_checkpoint(student) if student is not None else None
     if student_ckpt is not None:
         learner = read_model_file(student_ckpt)
@@ -32,20 +41,23 @@ def export_model(checkpoint: str, out: Path, half: bool = True, student: str | N
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: folder is not empty; choose a new --out")
     output_dir(out)
-    _write(ckpt, out, half)
+    _write(load_file(ckpt / "ema.safetensors"), model, ckpt.name, out, half)
     if student_ckpt is not None:
-        _write(student_ckpt, out / STUDENT_DIR, half)
+        _write(load_file(student_ckpt / "ema.safetensors"), read_model_file(student_ckpt), student_ckpt.name,
+               out / STUDENT_DIR, half)
+    if guide_net is not None:
+        # the guide's own network (it may be smaller), the model's schedule (check_guide made sure)
+        _write(guide_net.net.state_dict(), dataclasses.replace(model, network=guide_net.net.cfg, guidance=1.0),
+               Path(guided.guide_name).name, out / GUIDE_DIR, half)
     return out
 
 
-def _write(ckpt: Path, out: Path, half: bool) -> None:
-    model = read_model_file(ckpt)
-    tensors = load_file(ckpt / "ema.safetensors")
+def _write(tensors: dict, model, source: str, out: Path, half: bool) -> None:
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "ema.safetensors") as tmp:
-            save_file(tensors, tmp, metadata={"format": MODEL_FORMAT, "checkpoint": ckpt.name,
-                                              "dtype": "float16" if half else "float32"})
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
+                      metadata={"format": MODEL_FORMAT, "checkpoint": source, "dtype": "float16" if half else "float32"})
         write_model_file(out, model)

@@ -38,7 +38,7 @@ def progress_frames(model: TrainedModel, seeds: list[int], frames: int = 20, spe
     """Up to `frames` columns from pure noise x_T to the image, with the x0 the model predicted at each (what
     `progress` draws and `serve` plays back)."""
     _needs_diffusion(model)
-    denoiser = model.net
+    denoiser = model.denoiser
     spec = (spec or model.spec).resolve(denoiser.timesteps)
     states: list[dict] = []
 
