@@ -15,7 +15,8 @@ from typing import Iterator, Sequence
 import torch
 
 from animegen.assets import shipped_model
-from animegen.core.device import pick_device, use_bf16
+from animegen.core.device import pick_device
+from animegen.core.precision import Precision, device_precision
 from animegen.diffusion.parameterization import Denoiser
 from animegen.models.stylegan2 import Generator
 from animegen.models.unet import UNetConfig
@@ -51,15 +52,16 @@ class TrainedModel:
     config: TrainConfig | GANTrainConfig
     checkpoint: Path
     device: torch.device
-    bf16: bool = False  # the UNet samples under bf16 autocast
+    precision: Precision = Precision(None, False, "fp32")  # the UNet samples under its autocast
     compile: str = "off"  # auto | on | off: torch.compile the UNet for generations long enough to repay it
     _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
-             bf16: str = "auto", compile: str = "off") -> "TrainedModel":
+             precision: str = "auto", compile: str = "off") -> "TrainedModel":
         """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen.
-        bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
+        precision auto | bf16 | fp16 | fp32 (or the older on | off): auto samples in what the device computes
+        natively (core/precision.py: bf16 on sm80+ GPUs and AVX512-BF16/AMX CPUs, fp16 on sm70/sm75 GPUs).
         compile auto | on | off: auto compiles the UNet for generations long enough to repay it
         (samplers/compiled_net.py)."""
         source = shipped_model() if path is None else path
@@ -68,7 +70,9 @@ class TrainedModel:
             G, cfg, ckpt = load_generator(source, device)
             return cls("stylegan2", G, cfg, ckpt, device)
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        return cls("diffusion", denoiser, cfg, ckpt, device, use_bf16(bf16, device), compile)
+        chosen = device_precision(precision, device)
+        log.info("sampling on %s in %s", device, chosen.reason)
+        return cls("diffusion", denoiser, cfg, ckpt, device, chosen, compile)
 
     @property
     def spec(self) -> SamplerSpec | None:
@@ -96,4 +100,5 @@ class TrainedModel:
         if on and self._compiled is None:
             self._compiled = compiled(self.net)
         denoiser = self._compiled if on else self.net
-        return sample_images(denoiser, seeds, spec, batch_size, self.device, self.bf16, fixed_shape=on)
+        return sample_images(denoiser, seeds, spec, batch_size, self.device, self.precision.dtype,
+                             fixed_shape=on)
