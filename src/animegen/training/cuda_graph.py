@@ -8,7 +8,10 @@ so backward writes them into the graph's own memory. What a capture needs and th
   (capturable=True), the loss comes out through `static_loss`;
 - the warm-up steps leave no trace: weights, Adam's state, the noise generator and any other state the step
   changes (the loss scale) are put back afterwards, so a graphed run takes the same steps as an eager one would;
-- the noise generator is registered with the graph, so every replay draws fresh t and eps from it.
+- the noise generator is registered with the graph, so every replay draws fresh t and eps from it;
+- under torch.distributed the step holds an NCCL all-reduce: the warm-up's collectives are finished (one host
+  sync) and the capture is thread-local, so NCCL's watchdog thread, which queries the events of earlier
+  collectives, cannot invalidate it (pytorch/pytorch#104487, #105182).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ class GraphedStep:
     body(x) must run one whole optimizer step on x (B, C, H, W) (forward, backward, clip, optimizer.step()) and
     return the loss as a 0-dim tensor; it may not synchronise with the host. The optimizer must be
     capturable with a tensor lr shared by its groups (make_capturable). `state`: other device tensors the body
-    updates in place (the loss scale), put back after the warm-up like the weights."""
+    updates in place (the loss scale), put back after the warm-up like the weights. `collectives`: the body holds
+    a torch.distributed all-reduce."""
 
     def __init__(self, body: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
-                 generator: torch.Generator, example: torch.Tensor, state: Sequence[torch.Tensor] = ()):
+                 generator: torch.Generator, example: torch.Tensor, state: Sequence[torch.Tensor] = (),
+                 collectives: bool = False):
         self.optimizer = optimizer
         self.lr: torch.Tensor = optimizer.param_groups[0]["lr"]
         self.static_x = example.detach().clone()
@@ -65,7 +70,9 @@ class GraphedStep:
         self.graph = torch.cuda.CUDAGraph()
         self.graph.register_generator_state(generator)
         optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
+        if collectives:
+            torch.cuda.synchronize()  # the warm-up's all-reduces done before the capture starts
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local" if collectives else "global"):
             self.static_loss = body(self.static_x)
 
     def __call__(self, x: torch.Tensor, lr: float) -> torch.Tensor:

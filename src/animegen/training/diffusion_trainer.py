@@ -253,7 +253,8 @@ class DiffusionTrainer(Trainer):
 
         start = time.perf_counter()
         try:
-            graph = GraphedStep(body, self.optimizer, self.generator, example, self.grad_step.state_tensors())
+            graph = GraphedStep(body, self.optimizer, self.generator, example, self.grad_step.state_tensors(),
+                                collectives=self.compile.grad_sync == "allreduce")
         except RuntimeError as err:  # an op that cannot be captured (a new kernel, a driver): train eager
             log.warning("could not capture the training step as a CUDA graph (%s); training runs eager",
                         str(err).splitlines()[0][:200])
