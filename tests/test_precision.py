@@ -71,6 +71,9 @@ def test_compile_plan_per_gpu_generation(capability, inductor):
     assert dist.cuda_graph and dist.inductor == inductor and dist.grad_sync == "allreduce"
     ddp = plan_compile("auto", torch.device("cuda"), distributed=True, dist_sync="ddp", cuda_capability=capability)
     assert not ddp.enabled and ddp.grad_sync == "ddp"
+    for no_graph in ({"setting": "off"}, {"setting": "auto", "grad_accum": 2}):  # no graph: DDP's hooks, eager
+        plan = plan_compile(device=torch.device("cuda"), distributed=True, cuda_capability=capability, **no_graph)
+        assert not plan.enabled and plan.grad_sync == "ddp"
     assert not plan_compile("auto", torch.device("cuda"), grad_accum=2, cuda_capability=capability).cuda_graph
     # sampling: inductor on request where Triton runs, else one line and eager
     on, note = plan_sampling_compile("on", torch.device("cuda"), 1, cuda_capability=capability)

@@ -64,7 +64,9 @@ run_plan() {
     rm -rf "$WORK" "$WORK.rc" "$WORK.log" && mkdir -p "$WORK"
     date +%s > "$WORK.start"
     gpu_setup > "$WORK.log" 2>&1
-    setsid nohup bash -c "python3 '$script' --work '$WORK' --results '$RESULTS' $(printf ' %q' "$@") \
-        >> '$WORK.log' 2>&1; echo \$? > '$WORK.rc'" < /dev/null > /dev/null 2>&1 &
+    local extra=""
+    [ $# -eq 0 ] || extra=$(printf ' %q' "$@")
+    setsid nohup bash -c "python3 '$script' --work '$WORK' --results '$RESULTS'$extra >> '$WORK.log' 2>&1; \
+        echo \$? > '$WORK.rc'" < /dev/null > /dev/null 2>&1 &
     wait_for_plan
 }

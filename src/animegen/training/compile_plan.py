@@ -13,8 +13,8 @@ Why each choice (BENCHMARKS.md has the figures, with the machine named):
   (AVX512-BF16, AMX). inductor's CPU backend needs a C++ compiler.
 - Under torch.distributed DDP averages gradients with hooks during backward, which a CUDA graph cannot hold as
   they are; so where the step is one graph the gradients are averaged inside it instead: one flat all-reduce
-  after backward (training/grad_step.py), and N GPUs keep the single-GPU step. Elsewhere (CPUs, gloo) DDP's
-  hooks, eager, as before.
+  after backward (training/grad_step.py), and N GPUs keep the single-GPU step. Elsewhere (CPUs with gloo, and
+  GPU runs without a graph: --compile off, grad_accum > 1) DDP's hooks, eager, as before.
 """
 
 from __future__ import annotations
@@ -83,20 +83,23 @@ def plan_compile(setting: str, device: torch.device, *, distributed: bool = Fals
 def _cuda_plan(setting: str, capability: tuple[int, int], long_run: bool, distributed: bool, dist_sync: str,
                grad_accum: int) -> CompilePlan:
     """A CUDA device of compute `capability`: the graph on every generation, inductor where Triton runs; under
-    torch.distributed the gradients averaged inside the graph, unless DDP is asked for."""
-    sm = f"sm{capability[0]}{capability[1]}"
-    ddp = distributed and dist_sync == "ddp"
-    sync = ("ddp" if ddp else "allreduce") if distributed else "none"
+    torch.distributed the gradients averaged inside the graph. Where there is no graph (--compile off,
+    grad_accum > 1) `auto` keeps DDP, whose hooks overlap the all-reduce with backward, and DDP runs eager."""
+    graph = grad_accum == 1  # a graph needs one fixed step; accumulation is a loop of micro-steps, left eager
+    sync = "none"
+    if distributed:
+        eager = setting == "off" or not graph
+        sync = "ddp" if dist_sync == "ddp" or (dist_sync == "auto" and eager) else "allreduce"
     if setting == "off":
         return CompilePlan(grad_sync=sync)
-    if ddp:  # DDP's hooks fire inside backward, which a graph cannot replay as captured
-        return CompilePlan(grad_sync=sync, note="--compile: dist_sync=ddp runs eager; dist_sync=auto averages the "
-                                                "gradients inside one CUDA graph per step")
-    graph = grad_accum == 1  # a graph needs one fixed step; accumulation is a loop of micro-steps, left eager
+    if sync == "ddp":  # DDP's hooks fire inside backward, which a graph cannot replay as captured
+        return CompilePlan(grad_sync=sync, note="--compile: eager under DDP (the CUDA graph, with the all-reduce "
+                                                "inside, needs grad_accum 1 and dist_sync auto or allreduce)")
     wants_inductor = setting == "on" or long_run
     inductor = wants_inductor and triton_runs(capability)
     parts = ["inductor" if inductor else "", "one CUDA graph per step" if graph else "eager (grad_accum > 1)",
              "gradients all-reduced inside the step" if distributed else ""]
     if wants_inductor and not inductor:
+        sm = f"sm{capability[0]}{capability[1]}"
         parts.append(f"no inductor: Triton needs sm70 or newer, this GPU is {sm}")
     return CompilePlan(inductor, graph, sync, f"--compile {setting}: " + ", ".join(filter(None, parts)))
