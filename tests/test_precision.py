@@ -217,3 +217,16 @@ def test_a_poisoned_forward_under_fp16_still_stops_the_run(tmp_path, faces16):  
     assert trainer.step == 8 and resolve_checkpoint(tmp_path / "run").name == "step-0000004"
     assert int(trainer.grad_step.loss_scale.skipped) >= 1  # the poisoned step was skipped, weights stayed finite
     assert all(torch.isfinite(p).all() for p in trainer.denoiser.net.parameters())
+
+
+def test_generate_takes_precision_says_it_once_and_keeps_the_bf16_alias(tmp_path, caplog, capsys):
+    caplog.set_level("INFO", logger="animegen")
+    assert main(["generate", "--num", "2", "--sampler", "ddim", "--steps", "2", "--device", "cpu",
+                 "--precision", "fp16", "--out", str(tmp_path / "S")]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sampling on")]
+    assert lines == [lines[0]] and "fp32" in lines[0] and "fp16" in lines[0]  # one line: fp16 on a CPU is fp32
+    assert sorted(p.name for p in (tmp_path / "S").glob("*.jpg")) == ["1.jpg", "2.jpg"]
+    capsys.readouterr()  # (the progress bar)
+    assert main(["generate", "--num", "1", "--bf16", "on", "--precision", "fp32", "--out", str(tmp_path / "T")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disagree" in err[0] and not (tmp_path / "T").exists()

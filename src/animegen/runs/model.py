@@ -55,6 +55,7 @@ class TrainedModel:
     precision: Precision = Precision(None, False, "fp32")  # the UNet samples under its autocast
     compile: str = "off"  # auto | on | off: torch.compile the UNet for generations long enough to repay it
     _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
+    _told: bool = field(default=False, repr=False)  # the precision line is said once, when sampling starts
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -70,9 +71,7 @@ class TrainedModel:
             G, cfg, ckpt = load_generator(source, device)
             return cls("stylegan2", G, cfg, ckpt, device)
         denoiser, cfg, ckpt = load_denoiser(source, device=device)
-        chosen = device_precision(precision, device)
-        log.info("sampling on %s in %s", device, chosen.reason)
-        return cls("diffusion", denoiser, cfg, ckpt, device, chosen, compile)
+        return cls("diffusion", denoiser, cfg, ckpt, device, device_precision(precision, device), compile)
 
     @property
     def spec(self) -> SamplerSpec | None:
@@ -92,6 +91,9 @@ class TrainedModel:
         batch_size = batch_size or self.default_batch_size()
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
+        if not self._told:  # here, not at load: a refused command still says one line only
+            log.info("sampling on %s in %s", self.device, self.precision.reason)
+            self._told = True
         spec = (spec or self.spec).resolve(self.net.timesteps)
         calls = -(-len(seeds) // batch_size) * spec.nfe
         on, note = plan_sampling_compile(self.compile, self.device, calls * min(batch_size, len(seeds)))
