@@ -1,8 +1,8 @@
 """Does torch.compile pay for sampling on this machine? One network evaluation of a model's UNet, eager against
 inductor-compiled (default, and with weight freezing), at a sampling batch; fp32 (bf16 where the CPU has it with
---bf16 on).
+--precision bf16).
 
-    python benchmarks/sampling_compile.py [--checkpoint RUN] [--batch 128] [--reps 5] [--bf16 auto|on|off]
+    python benchmarks/sampling_compile.py [--checkpoint RUN] [--batch 128] [--reps 5] [--precision auto|bf16|fp32]
 
 Prints the CPU, each variant's first call (compiling included) and median call, and the break-even: how many
 network evaluations of this batch a run needs before the compile time is repaid.
@@ -39,13 +39,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--bf16", default="off", choices=("auto", "on", "off"))
+    parser.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"))
     args = parser.parse_args()
-    model = TrainedModel.load(args.checkpoint, "cpu", bf16=args.bf16)
+    model = TrainedModel.load(args.checkpoint, "cpu", precision=args.precision)
     net = model.net.net.eval()
     x = torch.randn(args.batch, *model.net.image_shape, generator=torch.Generator().manual_seed(0))
     t = torch.full((args.batch,), 500.0)
-    print(f"{cpu_name()}; {torch.get_num_threads()} threads; batch {args.batch}; bf16 {model.bf16}")
+    print(f"{cpu_name()}; {torch.get_num_threads()} threads; batch {args.batch}; {model.precision.name}")
     print("| variant | first call s | median call ms | ms per image | speed-up | break-even NFE |")
     print("| --- | --- | --- | --- | --- | --- |")
     import torch._inductor.config as inductor_config
@@ -55,7 +55,7 @@ def main() -> None:
         torch._dynamo.reset()
         inductor_config.freezing = name == "compile+freezing"  # weights as constants: prepacked convs
         fn = net if name == "eager" else torch.compile(net)
-        with torch.autocast("cpu", torch.bfloat16, enabled=model.bf16):
+        with model.precision.autocast("cpu"):
             first, median, out = timed(fn, x, t, args.reps)
         if name == "eager":
             eager, ref = median, out

@@ -22,14 +22,15 @@ from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
 
 
 def test_compile_plan_per_device():
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert not plan_compile("off", cuda).enabled and not plan_compile("off", cpu).enabled
-    auto = plan_compile("auto", cuda, max_minutes=5)
+    # per GPU generation and CPU kind: tests/test_precision.py; here this machine's own CPU and an H100
+    cuda, cpu, h100 = torch.device("cuda"), torch.device("cpu"), {"cuda_capability": (9, 0)}
+    assert not plan_compile("off", cuda, **h100).enabled and not plan_compile("off", cpu).enabled
+    auto = plan_compile("auto", cuda, max_minutes=5, **h100)
     assert auto.cuda_graph and not auto.inductor           # a graph costs a second; inductor a minute or two
-    assert plan_compile("auto", cuda, max_minutes=AUTO_MIN_MINUTES).inductor  # which a long run repays
-    assert plan_compile("on", cuda).inductor and plan_compile("on", cuda).cuda_graph
-    assert not plan_compile("auto", cuda, grad_accum=2).cuda_graph  # accumulation is not one fixed step
-    assert not plan_compile("on", cuda, distributed=True).enabled
+    assert plan_compile("auto", cuda, max_minutes=AUTO_MIN_MINUTES, **h100).inductor  # which a long run repays
+    assert plan_compile("on", cuda, **h100).inductor and plan_compile("on", cuda, **h100).cuda_graph
+    assert not plan_compile("auto", cuda, grad_accum=2, **h100).cuda_graph  # accumulation is not one fixed step
+    assert plan_compile("on", cuda, distributed=True, **h100).cuda_graph  # the all-reduce goes inside the graph
     # a CPU compiles on `auto` only with bf16 in hardware, a compiler, and a run long enough to repay it
     long_run = plan_compile("auto", cpu, max_minutes=AUTO_MIN_MINUTES)
     assert long_run.inductor == (cpu_has_native_bf16() and cxx_compiler() is not None)
@@ -90,10 +91,10 @@ def test_compile_on_without_a_compiler_says_so_in_one_line_and_trains(tmp_path, 
 
 def test_bf16_sampling_stays_close_to_fp32():
     # the shipped model, the same seeds, the UNet under bf16 autocast: the images differ by bf16's rounding only
-    model = TrainedModel.load(None, "cpu", bf16="off")
+    model = TrainedModel.load(None, "cpu", precision="fp32")
     spec = SamplerSpec("unipc", 5).resolve(model.net.timesteps)
     fp32 = sample_batch(model.net, [0, 1], spec, "cpu")
-    bf16 = sample_batch(model.net, [0, 1], spec, "cpu", bf16=True)
+    bf16 = sample_batch(model.net, [0, 1], spec, "cpu", dtype=torch.bfloat16)
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # it did run in bf16
     assert (bf16 - fp32).abs().mean() < 0.03, (bf16 - fp32).abs().mean()
 
@@ -104,15 +105,16 @@ def test_sampling_compiles_only_where_it_repays_the_compile():
     # long generations only, and only where bf16 runs in hardware (on AVX2 it gained 1.06x warm, lost cold)
     assert plan_sampling_compile("auto", cpu, AUTO_MIN_IMAGE_EVALS)[0] == (cpu_has_native_bf16()
                                                                           and cxx_compiler() is not None)
-    assert plan_sampling_compile("auto", cuda, 10**9) == (False, "")  # not measured on a GPU: eager
-    assert plan_sampling_compile("on", cuda, 1)[0] and not plan_sampling_compile("off", cpu, 10**9)[0]
+    assert plan_sampling_compile("auto", cuda, 10**9, cuda_capability=(9, 0)) == (False, "")  # not measured: eager
+    assert plan_sampling_compile("on", cuda, 1, cuda_capability=(9, 0))[0]
+    assert not plan_sampling_compile("off", cpu, 10**9)[0]
     with pytest.raises(ValueError):
         plan_sampling_compile("fast", cpu, 1)
 
 
 def shipped_faces(seeds: list[int], bf16: str, compile: str) -> torch.Tensor:
     """The shipped model's faces for `seeds` at batch 2 (DDIM, 2 steps), as float (N, 3, H, W) in 0..255."""
-    model = TrainedModel.load(None, "cpu", bf16=bf16, compile=compile)
+    model = TrainedModel.load(None, "cpu", precision=bf16, compile=compile)
     return torch.cat(list(model.images(seeds, SamplerSpec("ddim", 2).resolve(model.net.timesteps), batch_size=2))).float()
 
 

@@ -27,7 +27,7 @@ from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
 
 @pytest.fixture(scope="module")
 def shipped():
-    return TrainedModel.load(None, "cpu", bf16="off").net
+    return TrainedModel.load(None, "cpu", precision="fp32").net
 
 
 def test_the_boundary_condition_holds(shipped):

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from conftest import SMALL_GAN, TINY
 from animegen.data.dataset import BatchSampler, load_images
-from animegen.training.distributed import DistEnv
+from animegen.training.distributed import DistEnv, env_from_launcher
 from animegen.training.gan_trainer import GANTrainer
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.runs.presets import preset_config
@@ -187,3 +187,46 @@ def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tm
     # the step moved many tensors, so the comparison is not trivial (zero-initialised residual branches keep
     # the layers before them still at step 1)
     assert moved > len(before) // 4
+
+
+def _sync_worker(rank: int, port: int, out: str, images: torch.Tensor) -> None:
+    """One rank: the same first step with DDP's hooks and with the all-reduce the CUDA graph holds (eager here)."""
+    _join_gloo(rank, port)
+    result = {}
+    for sync in ("ddp", "allreduce"):
+        cfg = preset_config("simple", {**FIRST_STEP, "dist_sync": sync})
+        trainer = DiffusionTrainer(cfg, Path(out) / f"{sync}{rank}", images, env=DistEnv(rank, 2, rank),
+                                   device="cpu")
+        assert trainer.compile.grad_sync == sync
+        wake_output_layer(trainer)
+        trainer.train_step()
+        result[sync] = {"grads": {k: p.grad.clone() for k, p in trainer.denoiser.net.named_parameters()},
+                        "weights": {k: v.clone() for k, v in trainer.denoiser.net.state_dict().items()}}
+    torch.save(result, Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_gradients_all_reduced_inside_the_step_equal_ddps(tmp_path, faces_dir):
+    images = load_images(faces_dir, TINY["model.image_size"], progress=False)[:64]
+    ranks = two_ranks(_sync_worker, tmp_path, images)
+    for key, grad in ranks[0]["ddp"]["grads"].items():
+        # the same mean gradient over both ranks' batches (DDP divides before summing, the flat all-reduce after)
+        torch.testing.assert_close(ranks[0]["allreduce"]["grads"][key], grad, rtol=0, atol=1e-6)
+        assert torch.equal(ranks[0]["allreduce"]["grads"][key], ranks[1]["allreduce"]["grads"][key])
+    for key, value in ranks[0]["allreduce"]["weights"].items():  # and the replicas stay identical
+        assert torch.equal(value, ranks[1]["allreduce"]["weights"][key])
+    moved = sum(int(not torch.equal(g, torch.zeros_like(g))) for g in ranks[0]["allreduce"]["grads"].values())
+    assert moved > len(ranks[0]["allreduce"]["grads"]) // 4  # most tensors got a gradient: not a trivial match
+
+
+def test_a_launcher_starts_the_distributed_path_even_for_one_process(monkeypatch):
+    # torchrun --nproc_per_node 1 sets WORLD_SIZE=1 and a rendezvous: one GPU runs (and checks) the N-GPU path
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert not env_from_launcher().enabled  # a plain process
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not env_from_launcher().enabled  # a stray WORLD_SIZE without a rendezvous is not a launch
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    env = env_from_launcher()
+    assert env.enabled and env.world_size == 1 and env.is_main

@@ -36,7 +36,7 @@ def test_the_guided_prediction_is_the_guides_pushed_past_by_the_weight():
 
 def test_weight_one_samples_the_model_alone_bit_for_bit(tmp_path):
     spec = SamplerSpec("dpmpp", 4)
-    plain = TrainedModel.load(None, "cpu", bf16="off", compile="off")
+    plain = TrainedModel.load(None, "cpu", precision="fp32", compile="off")
     alone = torch.cat(list(plain.images([0, 1, 2], spec.resolve(1000))))
     one = plain.with_guide(SHIPPED_STUDENT, 1.0)  # other weights of the same network and schedule
     assert torch.equal(torch.cat(list(one.images([0, 1, 2], spec.resolve(1000)))), alone)
@@ -88,11 +88,11 @@ def test_a_guide_is_found_by_name_in_the_models_run(tmp_path, faces_dir):
 
 def test_export_ships_the_guide_and_its_weight_and_the_model_samples_guided_by_default(tmp_path):
     spec = SamplerSpec("dpmpp", 3).resolve(1000)
-    shipped = TrainedModel.load(None, "cpu", bf16="off", compile="off")
+    shipped = TrainedModel.load(None, "cpu", precision="fp32", compile="off")
     by_hand = torch.cat(list(shipped.with_guide(SHIPPED_STUDENT, 1.5).images([0, 1], spec)))
     out = export_model(str(shipped.checkpoint), tmp_path / "M", guide=str(SHIPPED_STUDENT), guidance=1.5)
-    exported = TrainedModel.load(out, "cpu", bf16="off", compile="off")
+    exported = TrainedModel.load(out, "cpu", precision="fp32", compile="off")
     assert exported.guidance == 1.5 and (out / "guide" / "model.json").is_file()
     assert torch.equal(torch.cat(list(exported.images([0, 1], spec))), by_hand)
-    alone = torch.cat(list(TrainedModel.load(None, "cpu", bf16="off", compile="off").images([0, 1], spec)))
+    alone = torch.cat(list(TrainedModel.load(None, "cpu", precision="fp32", compile="off").images([0, 1], spec)))
     assert torch.equal(torch.cat(list(exported.with_guide(None, 1.0).images([0, 1], spec))), alone)

@@ -34,7 +34,7 @@ def v1_checkpoint(folder):
 
 
 def drawn(path) -> np.ndarray:
-    return torch.cat(list(TrainedModel.load(path, "cpu", bf16="off", compile="off").images([0, 1, 2, 3]))).numpy()
+    return torch.cat(list(TrainedModel.load(path, "cpu", precision="fp32", compile="off").images([0, 1, 2, 3]))).numpy()
 
 
 def test_a_v1_checkpoint_loads_through_the_migration_and_samples_as_before(tmp_path):

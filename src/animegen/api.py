@@ -118,30 +118,35 @@ class Run:
         grids = sorted((self.path / "samples").glob("step-*.png"))
         return _loaded(grids[-1]) if grids else None
 
-    def load(self, device: str = "auto", bf16: str = "auto", compile: str = "auto",
-             guide: str | os.PathLike | None = None, guidance: float | None = None) -> Model:
-        return load(self.path, device, bf16, compile, guide, guidance)
+    def load(self, device: str = "auto", precision: str = "auto", compile: str = "auto",
+             guide: str | os.PathLike | None = None, guidance: float | None = None, bf16: str | None = None
+             ) -> Model:
+        return load(self.path, device, precision, compile, guide, guidance, bf16=bf16)
 
 
-def load(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto",
-         compile: str = "auto", guide: str | os.PathLike | None = None, guidance: float | None = None) -> Model:
+def load(path: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
+         compile: str = "auto", guide: str | os.PathLike | None = None, guidance: float | None = None,
+         bf16: str | None = None) -> Model:
     """A run directory or checkpoint folder; None loads the model shipped with animegen (works offline).
-    bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
+    precision auto | bf16 | fp16 | fp32: auto samples in what the device computes natively (bf16 on sm80+ GPUs
+    and CPUs with AVX512-BF16 or AMX, fp16 on sm70/sm75 GPUs such as the T4, fp32 elsewhere); bf16 auto | on | off
+    is the older name (on = bf16, off = fp32).
     compile auto | on | off: auto torch.compiles the UNet for generations long enough to repay the compile, on
     CPUs with native bf16 (samplers/compiled_net.py); on an AVX2-only CPU it stays eager.
     guide, guidance: autoguidance, as `generate --guide --guidance` (a model that ships with a guide samples
-    guided by default; guidance=1.0 samples it alone)."""
-    model = Model.load(path, device, bf16, compile)
+    guided by default; guidance=1.0 samples it alone). bf16: the older name of precision (on | off)."""
+    model = Model.load(path, device, bf16 if bf16 is not None else precision, compile)
     return model.with_guide(guide, guidance) if guide is not None or guidance is not None else model
 
 
-def load_student(path: str | os.PathLike | None = None, device: str = "auto", bf16: str = "auto",
-                 compile: str = "auto") -> Model:
+def load_student(path: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
+                 compile: str = "auto", bf16: str | None = None) -> Model:
     """A few-step student (`animegen distill`'s run); None loads the student of the shipped model. It samples
     with its own sampler, `consistency` at 2 steps: `load_student().generate(16, steps=1)` for one step."""
     from animegen.assets import SHIPPED_STUDENT
 
-    return Model.load(SHIPPED_STUDENT if path is None else path, device, bf16, compile)
+    return Model.load(SHIPPED_STUDENT if path is None else path, device, bf16 if bf16 is not None else precision,
+                      compile)
 
 
 def distill(checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,

@@ -13,8 +13,8 @@ from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
 from animegen.core.limits import COUNT, POSITIVE, at_least, in_range, positive_float
 from animegen.core.outputs import describe
-from animegen.core.names import (COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES, PRECISION_SETTINGS, SPACINGS,
-                                 THRESHOLDS)
+from animegen.core.names import (BF16_ALIASES, COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES,
+                                 PRECISION_SETTINGS, SPACINGS, THRESHOLDS)
 from animegen.samplers.table import COMPARE_SAMPLERS, PROGRESS_SAMPLER, SAMPLERS
 
 
@@ -72,6 +72,24 @@ def add_guide_flags(p: argparse.ArgumentParser) -> None:
                         "where a guide ships with it)")
 
 
+def add_precision_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """--precision, and --bf16, its older name (on = bf16, off = fp32)."""
+    p.add_argument("--precision", choices=PRECISION_SETTINGS,
+                   help=f"{what} under bf16 or fp16 autocast{' (fp16 with loss scaling)' if what == 'train' else ''}, "
+                        f"or in fp32. auto (default): what the device computes natively: bf16 on sm80+ GPUs and on "
+                        f"CPUs with AVX512-BF16/AMX, fp16 on sm70/sm75 GPUs (V100, T4), fp32 elsewhere; fp16 on a "
+                        f"CPU runs in fp32")
+    p.add_argument("--bf16", choices=list(BF16_ALIASES), help="the older name of --precision: on = bf16, off = fp32")
+
+
+def precision_flag(args: argparse.Namespace) -> str:
+    """--precision, or --bf16 mapped onto it; 'auto' when neither is given."""
+    from_bf16 = BF16_ALIASES[args.bf16] if args.bf16 else None
+    if args.precision and from_bf16 and args.precision != from_bf16:
+        raise UserError(f"--bf16 {args.bf16} and --precision {args.precision} disagree: give --precision alone")
+    return args.precision or from_bf16 or "auto"
+
+
 def guided(args: argparse.Namespace, model):
     """The model with the guide and weight the flags ask for (runs/model.py with_guide)."""
     if args.guide is not None or args.guidance is not None:
@@ -116,10 +134,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-minutes", type=positive_float,
                    help="also checkpoint when this many minutes passed since the last save (default 10)")
     p.add_argument("--eval-every", type=COUNT, help="score SWD/AFD on a small sample every N steps (0: never)")
-    p.add_argument("--bf16", choices=PRECISION_SETTINGS, help="bf16 autocast (auto: only where it is fast)")
+    add_precision_flags(p, "train")
     p.add_argument("--compile", choices=COMPILE_SETTINGS,
-                   help="auto (default): one CUDA graph per step on a GPU, inductor on a CPU with native bf16 for "
-                        "long runs; on: also inductor on a GPU, and on any CPU with a C++ compiler; off: eager")
+                   help="auto (default): one CUDA graph per step on a GPU (also under torchrun), inductor for long "
+                        "runs on GPUs from sm70 and on CPUs with native bf16; on: inductor wherever it can run; off: "
+                        "eager")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.attn_resolutions=[16,8] (repeatable)")
@@ -153,7 +172,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-every", type=COUNT, help="write a sample grid every N steps (0: never)")
     p.add_argument("--save-every", type=POSITIVE, help="checkpoint every N steps")
     p.add_argument("--save-minutes", type=positive_float)
-    p.add_argument("--bf16", choices=PRECISION_SETTINGS)
+    add_precision_flags(p, "train")
     p.add_argument("--compile", choices=COMPILE_SETTINGS)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -216,8 +235,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jpeg-quality", type=in_range(1, 100, int),
                    help="default: 95, or with --tgz the highest quality whose archive fits in 2,000,000 bytes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
-    p.add_argument("--bf16", choices=PRECISION_SETTINGS, default="auto",
-                   help="run the UNet in bf16 (auto: where the hardware has it: a GPU, AVX512-BF16 or AMX)")
+    add_precision_flags(p, "sample")
     p.add_argument("--compile", choices=COMPILE_SETTINGS, default="auto",
                    help="torch.compile the UNet (auto: on a CPU with native bf16, for generations long enough to "
                         "repay the ~40 s first compile, e.g. 1000 faces at 100 steps; on: always; off: eager)")
@@ -229,7 +247,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from animegen.api import load
     from animegen.workflows.generate import generate
 
-    model, spec = sampling(args, load(args.checkpoint, args.device, args.bf16, args.compile))
+    model, spec = sampling(args, load(args.checkpoint, args.device, precision_flag(args), args.compile))
     done = generate(model, args.out, args.num, args.seed, spec, args.batch_size, args.psi, args.tgz, args.force,
                     args.jpeg_quality)
     packed = f" and {done.tgz} ({done.tgz_bytes:,} bytes)" if done.tgz else ""

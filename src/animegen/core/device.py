@@ -1,4 +1,5 @@
-"""Device and precision choices: where to run, and whether bf16 autocast actually pays on this machine."""
+"""Devices and what they compute natively: where to run, the CPU's bf16, a GPU's compute capability (what
+core/precision.py and the compile plans decide from)."""
 
 from __future__ import annotations
 
@@ -35,14 +36,7 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(setting: str, device: torch.device | str) -> bool:
-    """Resolve a 'auto' | 'on' | 'off' bf16 setting for `device`: auto is on where bf16 runs in hardware (a CUDA
-    GPU that has it, a CPU with AVX512-BF16 or AMX) and off where it would be emulated."""
-    device = torch.device(device)
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_native_bf16()
+def cuda_capability(device: torch.device | str) -> tuple[int, int]:
+    """The compute capability of a CUDA device, e.g. (7, 5) for a T4: what precision and compiling depend on."""
+    major, minor = torch.cuda.get_device_capability(torch.device(device))
+    return major, minor

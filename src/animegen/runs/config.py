@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from animegen.core.errors import UserError
-from animegen.core.names import COMPILE_SETTINGS, DISTILL_METHODS, PRECISION_SETTINGS, TEACHER_SOLVERS
+from animegen.core.names import (BF16_ALIASES, COMPILE_SETTINGS, DIST_SYNCS, DISTILL_METHODS, PRECISION_SETTINGS,
+                                 TEACHER_SOLVERS)
 from animegen.data.augment import AugmentConfig
 from animegen.diffusion.loss import T_SAMPLINGS
 from animegen.diffusion.parameterization import OBJECTIVES
@@ -187,13 +188,15 @@ class TrainConfig(RunConfig):
     ema: EMAConfig = field(default_factory=EMAConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
-    bf16: str = "auto"                  # auto | on | off
+    precision: str = "auto"             # auto | bf16 | fp16 | fp32 (core/precision.py); saved as `bf16` before
     compile: str = "auto"               # auto | on | off: inductor and/or a CUDA graph (training/compile_plan.py)
+    dist_sync: str = "auto"             # auto | ddp | allreduce: how gradients meet over processes (compile_plan)
     channels_last: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, choices in [("bf16", PRECISION_SETTINGS), ("compile", COMPILE_SETTINGS)]:
+        for name, choices in [("precision", PRECISION_SETTINGS), ("compile", COMPILE_SETTINGS),
+                              ("dist_sync", DIST_SYNCS)]:
             if getattr(self, name) not in choices:
                 raise UserError(f"{name}={getattr(self, name)!r}: choose from {', '.join(choices)}")
 
@@ -228,6 +231,8 @@ def from_dict(cls: type, data: dict) -> Any:
     """Rebuild a (nested) config dataclass from `to_dict` output; unknown keys are an error."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if "precision" in names and "bf16" in data:  # configs saved before --precision (the shipped models' too)
+        data = {**{k: v for k, v in data.items() if k != "bf16"}, "precision": legacy_bf16(data["bf16"])}
     unknown = set(data) - names
     if unknown:
         raise UserError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
@@ -246,6 +251,12 @@ def from_dict(cls: type, data: dict) -> Any:
 def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
     """Apply dotted overrides like {"model.dim": 32, "optim.lr": 2e-4} to a config."""
     data = to_dict(cfg)
+    if "bf16" in overrides and "precision" in data:  # --bf16 / bf16= / --set bf16=: the older name of precision
+        overrides = dict(overrides)
+        bf16 = legacy_bf16(overrides.pop("bf16"))
+        if overrides.setdefault("precision", bf16) != bf16:
+            raise UserError(f"bf16 and precision disagree ({bf16} vs {overrides['precision']}): give --precision "
+                            f"alone")
     for dotted, value in overrides.items():
         node, parts = data, dotted.split(".")
         for part in parts[:-1]:
@@ -256,6 +267,12 @@ def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
             raise UserError(f"--set {dotted}: no such setting (see `animegen train --dry-run`)")
         node[parts[-1]] = value
     return from_dict(type(cfg), data)
+
+
+def legacy_bf16(value: Any) -> Any:
+    """The older bf16 setting (auto | on | off) as a precision (auto | bf16 | fp32); other values pass through to
+    be refused by the config's own check."""
+    return BF16_ALIASES.get(value, value) if isinstance(value, str) else value
 
 
 def parse_override(text: str) -> tuple[str, Any]:

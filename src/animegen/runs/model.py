@@ -14,8 +14,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from animegen.core.device import pick_device, use_bf16
+from animegen.core.device import pick_device
 from animegen.core.errors import UserError
+from animegen.core.precision import Precision, device_precision
 from animegen.diffusion.guidance import GuidedDenoiser, check_guide
 from animegen.diffusion.parameterization import Denoiser
 from animegen.models.stylegan2 import Generator
@@ -55,28 +56,31 @@ class TrainedModel:
     config: ModelSpec  # its model file (runs/model_file.py): network, schedule, default sampler
     checkpoint: Path
     device: torch.device
-    bf16: bool = False  # the UNet samples under bf16 autocast
+    precision: Precision = Precision(None, False, "fp32")  # the UNet samples under its autocast
     compile: str = "off"  # auto | on | off: torch.compile the UNet for generations long enough to repay it
     _compiled: Denoiser | None = field(default=None, repr=False)  # made once, on the first generation that wants it
     _student: TrainedModel | None = field(default=None, repr=False)
-    _bf16_setting: str = field(default="auto", repr=False)
+    _precision_setting: str = field(default="auto", repr=False)
     guide: Denoiser | None = field(default=None, repr=False)  # autoguidance's weaker model (diffusion/guidance.py)
     guide_name: str = ""                                        # what it is, for logs and reports
     guidance: float = 1.0                                       # its weight: 1 samples the model alone
     _guided: GuidedDenoiser | None = field(default=None, repr=False)
+    _told: bool = field(default=False, repr=False)  # the precision line is said once, when sampling starts
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
-             bf16: str = "auto", compile: str = "auto") -> "TrainedModel":
+             precision: str = "auto", compile: str = "auto") -> "TrainedModel":
         """A run directory or checkpoint folder (its EMA weights); None loads the model shipped with animegen.
-        bf16 auto | on | off: auto samples in bf16 where the hardware has it (a GPU, AVX512-BF16 or AMX).
+        precision auto | bf16 | fp16 | fp32 (or the older on | off): auto samples in what the device computes
+        natively (core/precision.py: bf16 on sm80+ GPUs and AVX512-BF16/AMX CPUs, fp16 on sm70/sm75 GPUs).
         compile auto | on | off: auto compiles the UNet for generations long enough to repay it
         (samplers/compiled_net.py)."""
         device = pick_device(str(device))
         net, model, ckpt = load_model(path, device=device)
         if isinstance(model, GANModel):
             return cls("stylegan2", net, model, ckpt, device)
-        loaded = cls("diffusion", net, model, ckpt, device, use_bf16(bf16, device), compile, _bf16_setting=bf16)
+        loaded = cls("diffusion", net, model, ckpt, device, device_precision(precision, device), compile,
+                     _precision_setting=precision)
         if model.guidance != 1.0 and is_model_folder(ckpt / GUIDE_DIR):  # a guide ships with it: sample guided
             loaded.with_guide(ckpt / GUIDE_DIR, model.guidance)
         return loaded
@@ -126,7 +130,7 @@ class TrainedModel:
         """The few-step student that ships with this model (its student/ folder), or one given by `with_student`;
         loaded once, with this model's device and settings."""
         if self._student is None and is_model_folder(self.checkpoint / STUDENT_DIR):
-            self._student = type(self).load(self.checkpoint / STUDENT_DIR, self.device, self._bf16_setting,
+            self._student = type(self).load(self.checkpoint / STUDENT_DIR, self.device, self._precision_setting,
                                             self.compile)
         return self._student
 
@@ -172,6 +176,9 @@ class TrainedModel:
         batch_size = batch_size or self.default_batch_size()
         if self.kind == "stylegan2":
             return gan_batches(self.net, seeds, psi, batch_size, self.device)
+        if not self._told:  # here, not at load: a refused command still says one line only
+            log.info("sampling on %s in %s", self.device, self.precision.reason)
+            self._told = True
         spec = spec or self.spec.resolve(self.net.timesteps)
         calls = -(-len(seeds) // batch_size) * self.evaluations(spec)
         on, note = plan_sampling_compile(self.compile, self.device, calls * min(batch_size, len(seeds)))
@@ -180,4 +187,5 @@ class TrainedModel:
         if on and self._compiled is None:
             self._compiled = compiled(self.denoiser)
         denoiser = self._compiled if on else self.denoiser
-        return sample_images(denoiser, seeds, spec, batch_size, self.device, self.bf16, fixed_shape=on)
+        return sample_images(denoiser, seeds, spec, batch_size, self.device, self.precision.dtype,
+                             fixed_shape=on)

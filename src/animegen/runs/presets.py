@@ -68,7 +68,8 @@ FLAG_KEYS = {
     "steps": "steps", "batch_size": "optim.batch_size", "lr": "optim.lr", "timesteps": "diffusion.timesteps",
     "schedule": "diffusion.schedule", "objective": "diffusion.objective", "dim": "model.dim",
     "dim_mults": "model.dim_mults", "seed": "seed", "sample_every": "sample.every", "save_every": "save_every",
-    "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes", "bf16": "bf16",
+    "eval_every": "eval_every", "max_minutes": "max_minutes", "save_minutes": "save_minutes",
+    "precision": "precision", "bf16": "bf16",  # bf16: the older name, mapped onto precision (runs/config.py)
     "grad_accum": "optim.grad_accum", "device": "device", "compile": "compile", "method": "consistency.method",
 }
 

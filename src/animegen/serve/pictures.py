@@ -39,7 +39,7 @@ def explore_frame(model: Model, seed_a: int, seed_b: int, t: float, spec: Sample
     if model.kind == "stylegan2":
         return png(gan_lerp_images(model.net, [seed_a], [seed_b], [t], psi, model.device)[0].cpu())
     noise = SlerpRandomGenerator([seed_a], [seed_b], [t], model.device)
-    x0 = sample_batch(model.denoiser, [seed_a], spec, model.device, bf16=model.bf16, noise=noise)
+    x0 = sample_batch(model.denoiser, [seed_a], spec, model.device, dtype=model.precision.dtype, noise=noise)
     return png(to_uint8(x0)[0].cpu())
 
 

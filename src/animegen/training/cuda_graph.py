@@ -6,14 +6,17 @@ a side stream so lazily created state (Adam's moments, cuDNN plans) exists, then
 so backward writes them into the graph's own memory. What a capture needs and this class provides:
 - fixed addresses: the batch goes in through `static_x`, the lr through a one-element tensor that Adam reads
   (capturable=True), the loss comes out through `static_loss`;
-- the warm-up steps leave no trace: weights, Adam's state and the noise generator are put back afterwards, so a
-  graphed run takes the same steps as an eager one would;
-- the noise generator is registered with the graph, so every replay draws fresh t and eps from it.
+- the warm-up steps leave no trace: weights, Adam's state, the noise generator and any other state the step
+  changes (the loss scale) are put back afterwards, so a graphed run takes the same steps as an eager one would;
+- the noise generator is registered with the graph, so every replay draws fresh t and eps from it;
+- under torch.distributed the step holds an NCCL all-reduce: the warm-up's collectives are finished (one host
+  sync) and the capture is thread-local, so NCCL's watchdog thread, which queries the events of earlier
+  collectives, cannot invalidate it (pytorch/pytorch#104487, #105182).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -25,10 +28,13 @@ class GraphedStep:
 
     body(x) must run one whole optimizer step on x (B, C, H, W) (forward, backward, clip, optimizer.step()) and
     return the loss as a 0-dim tensor; it may not synchronise with the host. The optimizer must be
-    capturable with a tensor lr shared by its groups (make_capturable)."""
+    capturable with a tensor lr shared by its groups (make_capturable). `state`: other device tensors the body
+    updates in place (the loss scale), put back after the warm-up like the weights. `collectives`: the body holds
+    a torch.distributed all-reduce."""
 
     def __init__(self, body: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
-                 generator: torch.Generator, example: torch.Tensor):
+                 generator: torch.Generator, example: torch.Tensor, state: Sequence[torch.Tensor] = (),
+                 collectives: bool = False):
         self.optimizer = optimizer
         self.lr: torch.Tensor = optimizer.param_groups[0]["lr"]
         self.static_x = example.detach().clone()
@@ -36,6 +42,7 @@ class GraphedStep:
         saved_params = [p.detach().clone() for p in params]
         saved_state = {p: {k: v.clone() for k, v in optimizer.state[p].items()} for p in params if p in optimizer.state}
         saved_rng = generator.get_state()
+        saved_extra = [t.clone() for t in state]
 
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -56,12 +63,16 @@ class GraphedStep:
                         value.copy_(saved_state[p][key])
                     else:
                         value.zero_()
+            for tensor, saved in zip(state, saved_extra):
+                tensor.copy_(saved)
         generator.set_state(saved_rng)
 
         self.graph = torch.cuda.CUDAGraph()
         self.graph.register_generator_state(generator)
         optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
+        if collectives:
+            torch.cuda.synchronize()  # the warm-up's all-reduces done before the capture starts
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local" if collectives else "global"):
             self.static_loss = body(self.static_x)
 
     def __call__(self, x: torch.Tensor, lr: float) -> torch.Tensor:

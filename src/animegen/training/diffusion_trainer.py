@@ -19,9 +19,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from animegen.core.compiler import inductor_cache_dir
-from animegen.core.device import use_bf16
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
+from animegen.core.precision import Precision, device_precision
 from animegen.diffusion.consistency import ConsistencyLoss
 from animegen.diffusion.loss import DiffusionLoss
 from animegen.diffusion.parameterization import Denoiser
@@ -36,6 +36,8 @@ from animegen.training.compile_plan import plan_compile
 from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
 from animegen.training.ema import make_ema
+from animegen.training.flops import count_flops
+from animegen.training.grad_step import GradStep, fused_adam
 from animegen.training.lr_plan import lr_factor
 from animegen.training.phema import PostHocEMA
 from animegen.training.trajectory_distill import TrajectoryDistillLoss
@@ -49,14 +51,17 @@ class DiffusionTrainer(Trainer):
     """One diffusion training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
-                 evaluator: Evaluator | None = None, device: str | None = None):
+                 evaluator: Evaluator | None = None, device: str | None = None, precision: Precision | None = None):
         super().__init__(cfg, run_dir, images, env, evaluator, device)
-        self.bf16 = use_bf16(cfg.bf16, self.device)
+        # `precision` overrides cfg.precision's decision (tests: fp16 with its loss scale on a CPU)
+        self.precision = precision or device_precision(cfg.precision, self.device)
         self.denoiser = build_denoiser(cfg.model_spec()).to(self.device)
         if cfg.channels_last:
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
+        self.compile = plan_compile(cfg.compile, self.device, distributed=self.env.enabled, dist_sync=cfg.dist_sync,
+                                    grad_accum=cfg.optim.grad_accum, max_minutes=cfg.max_minutes, steps=cfg.steps)
         self._train_denoiser = self.denoiser
-        if self.env.enabled:
+        if self.compile.grad_sync == "ddp":
             # the loss calls the net through this wrapper so DDP averages gradients over ranks during backward;
             # EMA, checkpoints and sampling keep using the bare net (no "module." prefixes on disk)
             ddp = DistributedDataParallel(self.denoiser.net,
@@ -67,8 +72,6 @@ class DiffusionTrainer(Trainer):
         # post-hoc EMA's profiles (training/phema.py): rank 0 alone writes their snapshots
         self.phema = PostHocEMA(self.denoiser.net, cfg.ema, self.run_dir) \
             if cfg.ema.snapshot_every and self.rank == 0 else None
-        self.compile = plan_compile(cfg.compile, self.device, distributed=self.env.enabled,
-                                    grad_accum=cfg.optim.grad_accum, max_minutes=cfg.max_minutes, steps=cfg.steps)
         if self.compile.inductor:
             inductor_cache_dir()
             # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
@@ -78,6 +81,8 @@ class DiffusionTrainer(Trainer):
             self.compile = dataclasses.replace(self.compile, cuda_graph=False)
         self.adversarial = self._make_adversarial()
         self.optimizer = self._make_optimizer()
+        self.grad_step = GradStep(self.denoiser.net, self.optimizer, cfg.optim.grad_clip, self.precision, self.device,
+                                  self.env if self.compile.grad_sync == "allreduce" else None)
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
         self._stage = -1  # consistency tuning: the current stage of the gap schedule
@@ -125,8 +130,8 @@ class DiffusionTrainer(Trainer):
         if cls is None:
             raise UserError(f"unknown optimizer {o.name!r}; choose adam or adamw")
         # on CUDA one fused kernel updates every tensor (and can be captured in a graph); on a CPU the foreach
-        # default is as fast and keeps today's numbers
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        # default is as fast and keeps today's numbers (a loss scale needs the fused one: training/grad_step.py)
+        fused = {"fused": True} if fused_adam(self.device, self.precision) else {}
         optimizer = cls(self.denoiser.net.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
                         **fused)
         if self.compile.cuda_graph:
@@ -138,7 +143,8 @@ class DiffusionTrainer(Trainer):
         return self.denoiser.net, self.ema.module
 
     def extra_state(self) -> dict:
-        state = {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone()}
+        state = {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone(),
+                 "loss_scale": self.grad_step.state_dict()}
         if self.adversarial is not None:
             state["adversarial"] = self.adversarial.state_dict()
         if self.phema is not None:
@@ -151,12 +157,14 @@ class DiffusionTrainer(Trainer):
         # and Adam's step counts live where they do (on the GPU when fused, else on the host)
         on_gpu = self.device.type == "cuda"
         for group in self.optimizer.param_groups:
-            group.update(fused=True if on_gpu else None, capturable=False, lr=float(group["lr"]))
+            group.update(fused=True if fused_adam(self.device, self.precision) else None, capturable=False,
+                         lr=float(group["lr"]))
         for param, slots in self.optimizer.state.items():
             if "step" in slots:
                 slots["step"] = slots["step"].to(param.device if on_gpu else "cpu", torch.float32)
         if self.compile.cuda_graph:
             make_capturable(self.optimizer, self.device)
+        self.grad_step.load_state_dict(state.get("loss_scale", {}))
         self.ema.n_averaged.copy_(state["ema_n_averaged"])
         if self.adversarial is not None:
             self.adversarial.load_state_dict(state["adversarial"])
@@ -213,8 +221,7 @@ class DiffusionTrainer(Trainer):
         return loss
 
     def _autocast(self, cache: bool = True):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache) if self.bf16 \
-            else nullcontext()
+        return self.precision.autocast(self.device.type, cache)
 
     def _eager_step(self, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
@@ -224,14 +231,13 @@ class DiffusionTrainer(Trainer):
         accum = self.cfg.optim.grad_accum
         for i in range(accum):
             # under DDP, gradients are averaged over ranks once, at the last micro-batch
-            sync = not self.env.enabled or i == accum - 1
+            sync = self.compile.grad_sync != "ddp" or i == accum - 1
             with nullcontext() if sync else self._train_denoiser.net.no_sync():
                 with self._autocast():
                     loss = self.loss_fn(self._train_denoiser, self.next_batch(), self.generator).mean()
-                (loss / accum).backward()
+                self.grad_step.backward(loss / accum)
             total += loss.detach() / accum
-        torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+        self.grad_step.finish()  # all-reduce (without DDP), unscale, clip, Adam, the loss scale
         return total
 
     def _adversarial_step(self, lr: float) -> dict[str, torch.Tensor]:
@@ -247,9 +253,9 @@ class DiffusionTrainer(Trainer):
         (grad_distill,) = torch.autograd.grad(loss, pred, retain_graph=True)
         judged = t >= self._judged_from
         weight = self.adversarial.ramp(self.step, self.total_steps)
-        pred.backward(self.adversarial.image_grad(pred, grad_distill, weight, judged, self.generator))
-        torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+        pred.backward(self.grad_step.scaled(self.adversarial.image_grad(pred, grad_distill, weight, judged,
+                                                                         self.generator)))
+        self.grad_step.finish()
         real = Trainer.next_batch(self)[: int(judged.sum())]
         d_loss = self.adversarial.discriminator_step(pred[judged], real, self.generator)
         return {"loss": loss.detach(), "d_loss": d_loss}
@@ -259,14 +265,14 @@ class DiffusionTrainer(Trainer):
         def body(x: torch.Tensor) -> torch.Tensor:
             with self._autocast(cache=False):  # a graph cannot keep autocast's cast-weight cache
                 loss = self.loss_fn(self._train_denoiser, x, self.generator).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.denoiser.net.parameters(), self.cfg.optim.grad_clip)
-            self.optimizer.step()
+            self.grad_step.backward(loss)
+            self.grad_step.finish()
             return loss.detach()
 
         start = time.perf_counter()
         try:
-            graph = GraphedStep(body, self.optimizer, self.generator, example)
+            graph = GraphedStep(body, self.optimizer, self.generator, example, self.grad_step.state_tensors(),
+                                collectives=self.compile.grad_sync == "allreduce")
         except RuntimeError as err:  # an op that cannot be captured (a new kernel, a driver): train eager
             log.warning("could not capture the training step as a CUDA graph (%s); training runs eager",
                         str(err).splitlines()[0][:200])
@@ -283,7 +289,17 @@ class DiffusionTrainer(Trainer):
     def preview(self, seeds: list[int]) -> torch.Tensor:
         """uint8 samples of the EMA model with the model's own sampler (its config's `sample` section)."""
         spec = self.cfg.sample.spec.resolve(self.denoiser.timesteps)
-        return to_uint8(sample_batch(self.ema_denoiser(), seeds, spec, self.device, bf16=self.bf16))
+        return to_uint8(sample_batch(self.ema_denoiser(), seeds, spec, self.device, dtype=self.precision.dtype))
 
     def log_extras(self) -> dict:
-        return {"lr": self.lr_at(self.step - 1), "planned_steps": self.total_steps}
+        return {"lr": self.lr_at(self.step - 1), "planned_steps": self.total_steps, **self.grad_step.log_extras()}
+
+    def count_flops_per_image(self, batch: int = 2) -> float:
+        """FLOPs of one training image through the network, forward and backward (the loss a plain diffusion run
+        computes; distillation's teacher solves are not counted): for TFLOP/s in the log."""
+        x = torch.zeros((batch, *self.denoiser.image_shape), device=self.device)
+        loss = DiffusionLoss()
+        generator = torch.Generator(self.device).manual_seed(0)
+        flops = count_flops(lambda: loss(self.denoiser, x, generator).mean().backward(), self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        return flops / batch

@@ -1,7 +1,8 @@
 """torch.distributed plumbing: read the launcher's environment, start the process group, agree across ranks.
 
 `torchrun --nproc_per_node N -m animegen train ...` (or `accelerate launch`) sets RANK, WORLD_SIZE and LOCAL_RANK;
-without them everything here is a no-op for a single process.
+without them everything here is a no-op for a single process. Under a launcher the process group starts even for
+one process (`torchrun --nproc_per_node 1`), so one GPU runs — and checks — the path N GPUs take.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by a launcher that set up a rendezvous (MASTER_ADDR), even for one process
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -36,7 +38,8 @@ class DistEnv:
 def env_from_launcher() -> DistEnv:
     """The ranks torchrun / accelerate / SLURM-style launchers put in the environment (1 process if none)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return DistEnv(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    return DistEnv(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), launched)
 
 
 def init_distributed(device: str = "auto") -> tuple[DistEnv, str]:

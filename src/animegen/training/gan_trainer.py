@@ -19,6 +19,7 @@ from animegen.models.stylegan2 import Discriminator, Generator
 from animegen.runs.gan_config import GANTrainConfig
 from animegen.samplers.gan import gan_images
 from animegen.training.distributed import DistEnv, average_gradients, mean_and_any
+from animegen.training.flops import count_flops
 from animegen.training.gan_loss import StyleGAN2Loss
 from animegen.training.trainer import Evaluator, Trainer
 
@@ -88,6 +89,29 @@ class GANTrainer(Trainer):
             p_ema.copy_(p.lerp(p_ema, beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)  # w_avg and the constant noise follow G
+
+    def count_flops_per_image(self, batch: int = 2) -> float:
+        """FLOPs of one training image: the D and G phases, forward and backward, plus R1 spread over its interval
+        (path length, off by default, is not counted). On copies, so no state (w_avg, pl_mean) moves."""
+        o, G, D = self.cfg.optim, copy.deepcopy(self.G), copy.deepcopy(self.D)
+        loss = StyleGAN2Loss(G, D, o.r1_gamma, o.r1_every, self.cfg.style_mixing, self.cfg.diffaugment)
+        size = self.cfg.model.image_size
+        real = torch.zeros((batch, 3, size, size), device=self.device)
+        generator = torch.Generator(self.device).manual_seed(0)
+
+        def d_and_g() -> None:
+            # G only draws in D's phase (under no_grad; the counter's module hooks trip over its leaves there) and
+            # D only judges in G's, as in train_step
+            G.requires_grad_(False)
+            loss.phase("D", real, generator).backward()
+            G.requires_grad_(True)
+            D.requires_grad_(False)
+            loss.phase("G", real, generator).backward()
+            D.requires_grad_(True)
+
+        flops = count_flops(d_and_g, self.device)
+        flops += count_flops(lambda: loss.phase("R1", real, generator).backward(), self.device) / o.r1_every
+        return flops / batch
 
     # -- state -----------------------------------------------------------------------------------------------
     def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:

@@ -74,6 +74,7 @@ class Trainer:
         self.total_steps = cfg.steps
         self._measured = (0, 0.0)  # (steps, seconds) timed in this process
         self.compiles_first_step = False  # a subclass that compiles its step sets it: that step is not timed
+        self.flops_per_image = 0.0  # set from count_flops_per_image() at the start (workflows/train.py): TFLOP/s
 
     # -- what a subclass provides --------------------------------------------------------------------------
     def train_step(self) -> torch.Tensor | float | dict[str, torch.Tensor | float]:
@@ -97,6 +98,10 @@ class Trainer:
 
     def log_extras(self) -> dict:
         return {}
+
+    def count_flops_per_image(self) -> float:
+        """FLOPs of one training image (forward and backward of the step's networks); 0 if not counted."""
+        return 0.0
 
     def after_save(self) -> None:
         """Rank 0, after each checkpoint (e.g. redraw the loss curve)."""
@@ -275,6 +280,8 @@ class Trainer:
         img_s = n * self.cfg.optim.batch_size / max(time.perf_counter() - started, 1e-9)
         row = {"step": self.step, **means, **self.log_extras(), "img_per_s": round(img_s, 2),
                "elapsed_s": round(self.elapsed, 1)}
+        if self.flops_per_image:  # achieved rate of the whole run (all processes), training/flops.py
+            row["tflops"] = round(img_s * self.flops_per_image / 1e12, 4)
         bar.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, img_s=f"{img_s:.1f}")
         if self.rank == 0:
             self.log(row)

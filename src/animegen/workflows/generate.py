@@ -124,9 +124,9 @@ def generate(model: TrainedModel, out: Path, num: int = 1000, seed: int = 0, spe
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
         try:
-            guided = f", guided by {model.guide_name} at weight {model.guidance:g}" if model.guide is not None \
-            and model.guidance != 1.0 else ""
-        log.info("sampling %d images from %s with %s%s", num, model.checkpoint, label, guided)
+            guided = f", guided by {model.guide_name} at weight {model.guidance:g}" \
+                if model.kind == "diffusion" and model.denoiser is not model.net else ""
+            log.info("sampling %d images from %s with %s%s", num, model.checkpoint, label, guided)
             images: list[torch.Tensor] = []
             with tqdm(total=num, desc=f"generate ({label})", unit="img", dynamic_ncols=True) as bar:
                 for batch in model.images(range(seed, seed + num), spec, batch_size, psi):

@@ -34,7 +34,7 @@ from animegen.training.tensorboard import require_tensorboard
 
 log = logging.getLogger(__name__)
 RESUME_OVERRIDES = ("steps", "max_minutes", "save_every", "save_minutes", "tensorboard", "keep_checkpoints", "log_every", "eval_every", "eval_num",
-                    "sample.every", "device", "compile")
+                    "sample.every", "device", "compile", "dist_sync")
 EVAL_BATCH = 64
 
 
@@ -217,8 +217,12 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
         elif init_from is not None:
             trainer.init_weights(init_from)
             log.info("started from the weights of %s", init_from)
-        # bf16 "auto" depends on the machine (AVX512-BF16 / AMX, or a GPU); say which precision this run trains in
-        log.info("training on %s in %s", trainer.device, "bf16 autocast" if getattr(trainer, "bf16", False) else "fp32")
+        # precision "auto" depends on the machine (core/precision.py); say which this run trains in, and why
+        precision = getattr(trainer, "precision", None)
+        log.info("training on %s in %s", trainer.device, precision.reason if precision else "fp32")
+        trainer.flops_per_image = trainer.count_flops_per_image()  # once: the log's TFLOP/s
+        if trainer.flops_per_image:
+            log.info("%.2f GFLOP a training image (forward and backward)", trainer.flops_per_image / 1e9)
         if getattr(trainer, "compile", None) and trainer.compile.note:
             log.info("%s", trainer.compile.note)
         trainer.run()
