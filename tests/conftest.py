@@ -96,14 +96,49 @@ SMALL_GAN = {  # a StyleGAN2 at 32 px small enough for a few steps a second
 }
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 300, check: bool = True):
-    """Run the real `python -m animegen` in a subprocess (as a user would)."""
+def cli(*args: str, env: dict | None = None, timeout: float = 300, check: bool = True, process: bool = False):
+    """Run `animegen ARGS` as a user would and return a CompletedProcess (returncode, stdout, stderr): in this
+    process through the CLI's entry function (no second torch start-up), or as a real `python -m animegen` process
+    when the test is about what only a process shows (`process=True`, or an environment of its own)."""
     import subprocess
     import sys
 
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "animegen", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    if env is not None or process:
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run([sys.executable, "-m", "animegen", *args], capture_output=True, text=True,
+                              timeout=timeout, env=full_env)
+    else:
+        proc = _in_process(list(args))
     if check and proc.returncode != 0:
         raise AssertionError(f"animegen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def _in_process(args: list[str]):
+    """animegen.cli.main(args) with its stdout, stderr and log lines captured as a process would print them."""
+    import contextlib
+    import io
+    import logging
+    import subprocess
+
+    from animegen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("animegen: %(message)s"))
+    logger = logging.getLogger("animegen")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if "-v" in args or "--verbose" in args else logging.INFO)
+    logger.propagate = False  # pytest's capture still sees it through our handler's stream, once
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as stop:  # argparse's errors and --help
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return subprocess.CompletedProcess(["animegen", *args], code, out.getvalue(), err.getvalue())

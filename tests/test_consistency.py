@@ -19,6 +19,7 @@ from animegen.samplers.run import sample_batch
 from animegen.samplers.spec import SamplerSpec
 from animegen.training.adversarial import AdversarialTerm
 from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.training.distill_trainer import DistillTrainer
 from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from conftest import FAST, cli
 from test_samplers import PointOracle
@@ -95,14 +96,14 @@ def test_distill_resumes_bit_for_bit(tmp_path, faces16, method, adversarial):  #
                       "consistency.teacher": str(teacher), "consistency.reuse": 2, "steps": 9,
                       "consistency.adversarial": adversarial, "sample.sampler": "consistency", "sample.steps": 2})
 
-    def trainer(run: str) -> DiffusionTrainer:
-        made = DiffusionTrainer(cfg, tmp_path / run, faces16[:64])
+    def trainer(run: str) -> DistillTrainer:
+        made = DistillTrainer(cfg, tmp_path / run, faces16[:64])
         made.init_weights(teacher)
         if method == "trajectory":  # pools of 2 solves, each used twice: the resume lands mid-pool, not the first
             made.loss_fn.trajectories = 2
         return made
 
-    def losses(made: DiffusionTrainer) -> tuple[float, ...]:  # the adversarial step also returns D's loss
+    def losses(made: DistillTrainer) -> tuple[float, ...]:  # the adversarial step also returns D's loss
         out = made.train_step()
         return tuple(float(v) for v in out.values()) if isinstance(out, dict) else (float(out),)
 

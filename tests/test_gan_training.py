@@ -30,7 +30,7 @@ def test_resume_continues_bit_for_bit(tmp_path, faces_dir, extra):
     assert resumed.step == 2
     assert [resumed.train_step() for _ in range(3)] == losses[2:]  # same losses, R1 (and PL) steps included
     assert resumed.loss.pl_mean == straight.loss.pl_mean and (straight.loss.pl_mean > 0) == bool(extra)
-    for a, b in zip(straight.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
+    for a, b in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values()):
         assert torch.equal(a, b)
 
 
@@ -39,7 +39,7 @@ def test_a_short_run_on_real_faces_gives_diverse_images(tmp_path, faces_dir):
     trainer = GANTrainer(preset_config("boss", SMALL), tmp_path / "R", images)
     for _ in range(200):
         trainer.train_step()
-    fake = gan_images(trainer.G_ema, list(range(32))).float() / 255
+    fake = gan_images(trainer.ema.module, list(range(32))).float() / 255
     real = images[:32].float() / 255
 
     def mean_pairwise_l2(x):
@@ -81,3 +81,26 @@ def test_eval_every_scores_the_gan_during_training(tmp_path, faces_dir):
     (scores,) = [r["eval"] for r in rows if "eval" in r]
     assert scores["swd"] > 0 and 0.0 <= scores["afd"] <= 1.0
     assert len(list((run / "eval" / "real").glob("*.jpg"))) == 8
+
+
+def test_a_nan_stops_the_gan_at_the_next_check_with_the_last_checkpoint_intact(tmp_path, faces_dir):
+    # the same check as the diffusion trainer's (Trainer._read_losses): at log and save steps, before any save
+    from animegen.core.errors import UserError
+    from animegen.runs.checkpoint import resolve_checkpoint
+    from animegen.runs.load import load_generator
+
+    images = load_images(faces_dir, 32, progress=False)[:32]
+    trainer = GANTrainer(preset_config("boss", {**SMALL, "steps": 12, "save_every": 4, "log_every": 5}),
+                         tmp_path, images)
+
+    def poison(_module, args):  # from step 6 on, D's input turns to NaN, as a diverging run's activations would
+        return (args[0] * float("nan"), *args[1:]) if trainer.step >= 5 else None
+
+    trainer.D.register_forward_pre_hook(poison)
+    with pytest.raises(UserError, match="diverged.*r1_gamma"):
+        trainer.run()
+    assert trainer.step == 8  # found where a checkpoint was due, not at step 6 (no per-step check)
+    ckpt = resolve_checkpoint(tmp_path)
+    assert ckpt.name == "step-0000004"
+    G, _, _ = load_generator(ckpt)
+    assert all(torch.isfinite(p).all() for p in G.parameters())

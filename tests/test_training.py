@@ -78,7 +78,7 @@ def test_resume_on_a_smaller_data_set_starts_a_new_data_order(tmp_path, faces16,
 def test_lr_reaches_its_floor_at_the_planned_last_step(schedule):
     from animegen.training.lr_plan import lr_factor
 
-    factors = [lr_factor(schedule, k, 100, warmup=10, floor=0.05) for k in range(100)]
+    factors = [lr_factor(schedule, k, 200, warmup=10, floor=0.05) for k in range(200)]
     assert factors[:10] == [pytest.approx((k + 1) / 10) for k in range(10)]  # warm-up
     assert factors[10] == 1.0
     if schedule == "constant":
@@ -87,7 +87,19 @@ def test_lr_reaches_its_floor_at_the_planned_last_step(schedule):
         assert factors[-1] == pytest.approx(0.05) and factors[-2] > 0.05
         assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # never rises after warm-up
     if schedule == "cosine":
-        assert factors[10 + 89 // 2] == pytest.approx(0.525, abs=0.01)  # halfway: halfway down
+        assert factors[10 + 189 // 2] == pytest.approx(0.525, abs=0.01)  # halfway: halfway down
+
+
+def test_a_warm_up_sized_for_an_hour_shrinks_to_a_short_run():
+    from animegen.training.lr_plan import MAX_WARMUP_SHARE, lr_factor
+
+    # the cpu preset's 200 warm-up steps in a run planned for 183 (a minute on faces-1k): 9 steps of warm-up, then
+    # the decay ends at the floor on the last step instead of the run ending inside the warm-up
+    factors = [lr_factor("cosine", k, 183, warmup=200, floor=0.01) for k in range(183)]
+    short = int(MAX_WARMUP_SHARE * 183)
+    assert short == 9 and factors[short - 1] == 1.0 and factors[short - 2] < 1.0
+    assert factors[-1] == pytest.approx(0.01)
+    assert lr_factor("cosine", 199, 10_000, warmup=200) == 1.0  # a long run keeps its whole warm-up
 
 
 def test_the_plan_follows_from_the_step_time():

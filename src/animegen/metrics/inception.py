@@ -184,7 +184,7 @@ class InceptionV3(nn.Module):
         """
         if dims not in FEATURE_DIMS:
             raise ValueError(f"dims must be one of {FEATURE_DIMS}, got {dims}")
-        # NHWC lets oneDNN / cuDNN skip layout reorders (about 1.4x on CPU); the fp32 math is the same.
+        # NHWC lets oneDNN / cuDNN skip layout reorders (faster on CPU: BENCHMARKS.md); the fp32 math is the same.
         x = x.contiguous(memory_format=torch.channels_last)
         # pytorch-fid's input handling: bilinear resize to 299 (no antialias), then [0, 1] -> [-1, 1].
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)

@@ -180,8 +180,8 @@ def swd(ctx: EvalContext) -> dict[str, float]:
     if n < MIN_IMAGES:  # noise-dominated: still computed, but not to be read as a result
         log.warning("SWD on %d images is mostly noise (it ranks only far-apart models below %d; use 1000 for a "
                     "report)", n, MIN_IMAGES)
-    # No reference cache: decoding 1000 files takes ~0.5 s of SWD's ~10 s, the rest depends on the seed's
-    # directions and patch positions, and caching sorted projections would take ~0.8 GB per 1000 images.
+    # No reference cache: decoding is a small part of SWD's time, the rest depends on the seed's directions and
+    # patch positions, and caching sorted projections would take most of a GB per 1000 images.
     real = load_images_64(_subset(real_paths, n, ctx.seed))
     fake = load_images_64(_subset(fake_paths, n, ctx.seed + 1))
     return swd_between(real, fake, seed=ctx.seed)

@@ -109,7 +109,7 @@ class ConsistencyConfig:
     teacher: str = ""                   # the checkpoint distilled ("shipped": the shipped model); read on resume
     teacher_solver: str = "unipc"       # trajectory: the ODE solver of the teacher's solve, unipc | dpmpp
     teacher_steps: int = 10             # trajectory: its steps (UniPC 10 ~ DPM-Solver++ 20 at half the cost)
-    reuse: int = 2                      # trajectory: passes over each pool of teacher solves (2: SWD -2.5)
+    reuse: int = 2                      # trajectory: passes over each pool of teacher solves (docs/q2-ddpm-vs-ddim.md)
     stages: int = 6                     # ect: the gap t - r halves this many times over the run (stage 0: r = 0)
     p_mean: float = -1.1                # ect: t from ln(sigma) ~ N(p_mean, p_std^2) (ECT's values)
     p_std: float = 2.0

@@ -45,7 +45,7 @@ def load_model(path: str | os.PathLike | None, which: str = "ema", device: torch
     net = build_network(model)
     load_weights(net.net if isinstance(net, Denoiser) else net, ckpt / f"{which}.safetensors", ckpt / MODEL_FILE)
     if isinstance(net, Denoiser):
-        # channels_last: oneDNN's convolutions run ~1.3x faster in it on CPU (BENCHMARKS.md), as in training
+        # channels_last: oneDNN's convolutions run faster in it on CPU (BENCHMARKS.md), as in training
         return net.to(device, memory_format=torch.channels_last).eval(), model, ckpt
     return net.to(device).eval().requires_grad_(False), model, ckpt
 

@@ -11,8 +11,8 @@ SIMPLE: dict = {}
 
 # medium = simple + the homework's augmentation (flip, 10 degrees, colour jitter 0.25/0.25) + T = 1000.
 # It previews and hands in with DPM-Solver++(2M) SDE, 20 steps, dynamic thresholding: on this eps-prediction model
-# that found 40% more faces than DDPM-1000 at SWD +4%, 49x faster (docs/q2-ddpm-vs-ddim.md); deterministic
-# DDIM/DPM-Solver++ with the plain clamp saturate colour and find a third fewer
+# that found more faces than DDPM-1000 at a fraction of the time, while deterministic DDIM/DPM-Solver++ with the
+# plain clamp saturate colour (docs/q2-ddpm-vs-ddim.md has the table)
 MEDIUM = {
     **SIMPLE,
     "augment.hflip": True, "augment.rotate_deg": 10.0, "augment.brightness": 0.25, "augment.contrast": 0.25,
@@ -35,11 +35,11 @@ CPU = {
     "diffusion.timesteps": 1000, "diffusion.schedule": "cosine", "diffusion.objective": "pred_v",
     "diffusion.min_snr_gamma": 5.0,
     "optim.batch_size": 32, "optim.warmup_steps": 200,
-    # planned for its budget (round 3 of docs/cpu-preset.md): the lr decays to 1% at the run's last step and the
-    # EMA is EDM2's power function (10% of the run); at equal CPU time: AFD 0.83 vs 0.68, SWD 43 vs 65
+    # planned for its budget (round 3 of docs/cpu-preset.md: better on both scores at equal CPU time): the lr
+    # decays to 1% at the run's last step and the EMA is EDM2's power function (10% of the run)
     "optim.lr_schedule": "cosine", "ema.kind": "power", "ema.every": 1,
-    # post-hoc EMA (docs/post-hoc-ema.md): EDM2's two profiles every 250 steps, ~22 snapshots in a 60-minute run,
-    # enough to rebuild widths 0.03-0.20 within 2% of their profiles; `animegen ema` picks the width afterwards
+    # post-hoc EMA (docs/post-hoc-ema.md): EDM2's two profiles every 250 steps, enough snapshots in an hour's run
+    # to rebuild the useful widths closely; `animegen ema` picks the width afterwards
     "ema.snapshot_every": 250,
     "sample.sampler": "dpmpp", "sample.steps": 20,
 }
@@ -58,8 +58,8 @@ GPU = {
 }
 
 # boss = the homework's top baseline: a StyleGAN2 (training/gan_config.py holds the NVlabs-style defaults).
-# Sized for a CPU: modulated grouped convolutions are slow there (G+D at 64 px, batch 32: 1.6 img/s with 256
-# channels, 8 with 128, 25 with 64 — BENCHMARKS.md); on a GPU raise them, e.g. --set model.channels=256
+# Sized for a CPU: modulated grouped convolutions are slow there, and their cost grows with the square of the
+# channels (BENCHMARKS.md); on a GPU raise them, e.g. --set model.channels=256
 BOSS = {"model.channels": 64, "model.max_channels": 128, "model.z_dim": 128, "model.w_dim": 128,
         "model.mapping_layers": 2}
 

@@ -1,10 +1,9 @@
 """`--compile` for sampling: torch.compile (inductor) the network a long generation evaluates many times.
 
-Why `auto` stays eager on an AVX2-only CPU and on GPUs (BENCHMARKS.md "Compiled sampling", 2-core AVX2 EPYC, fp32):
-one compiled evaluation of the shipped UNet runs 1.2x faster, but the whole command (1000 faces, DPM-Solver++ SDE
-50) only 1.06x with a warm compile cache and 0.96x with a cold one (the compile costs ~41 s). `auto` compiles
-long generations (>= 256 calls of batch 128) on CPUs with native bf16 (AVX512-BF16, AMX), where training gained
-most from inductor; neither that nor a GPU is measured for sampling yet.
+Why `auto` stays eager on an AVX2-only CPU and on GPUs (BENCHMARKS.md "Compiled sampling" has the figures): on an
+AVX2-only CPU in fp32 a compiled evaluation of the shipped UNet is a little faster, but a whole 1000-face command
+barely gains with a warm compile cache and loses with a cold one. `auto` compiles long generations (>= 256 calls
+of batch 128) on CPUs with native bf16 (AVX512-BF16, AMX), where training gained most from inductor.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from animegen.core.device import cuda_capability as capability_of
 from animegen.core.names import COMPILE_SETTINGS
 from animegen.diffusion.parameterization import Denoiser
 
-AUTO_MIN_IMAGE_EVALS = 256 * 128  # image-evaluations (images x NFE) that repay a cold compile per call gain of 1.2x
+AUTO_MIN_IMAGE_EVALS = 256 * 128  # image-evaluations (images x NFE) that repay a cold compile (BENCHMARKS.md)
 
 
 def plan_sampling_compile(setting: str, device: torch.device, image_evals: int, *,

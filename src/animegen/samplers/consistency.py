@@ -18,8 +18,8 @@ from animegen.samplers.ddpm import Callback, NoiseFn
 from animegen.samplers.spec import SamplerSpec
 
 # the noise levels (sigma = sqrt(1 - ab) / sqrt(ab)) that steps 2, 3, ... start from. ECT's two-step sampler
-# re-noises to sigma ~0.8; the distilled student of the shipped model did best re-noised further, to 2.0 (SWD 40.2
-# vs 41.3 at 0.8, 1000 held-out seeds), which lets its second step redraw the coarse shapes the first got wrong
+# re-noises to sigma ~0.8; the distilled student of the shipped model did better re-noised further, to 2.0 (on
+# held-out seeds: docs/q2-ddpm-vs-ddim.md), which lets its second step redraw the coarse shapes the first got wrong
 STEP_SIGMAS = {1: (), 2: (2.0,), 3: (1.5, 0.5), 4: (2.0, 0.8, 0.3)}
 
 

@@ -4,13 +4,12 @@ under torch.distributed, where the gradients are averaged (`dist_sync`).
 
 Why each choice (BENCHMARKS.md has the figures, with the machine named):
 - A small UNet at 64 px on a GPU waits on Python and kernel launches: a whole-step CUDA graph replays hundreds of
-  kernels with one launch and takes a second to capture, so `auto` always uses it on CUDA, on every generation
-  (H100: simple at batch 16 6.8x eager, strong at 128 1.5x).
-- inductor fuses GroupNorm, SiLU and casts, where the rest of the time goes (H100, on top of the graph: 1.7x
-  simple at 16, 2.1x strong at 128), but compiling takes one to two minutes, so `auto` adds it for runs long
-  enough to repay that. Its GPU kernels are Triton's, and Triton needs sm70 or newer: a P100 (sm60) gets the
-  graph alone. On an AVX2-only CPU in fp32 inductor bought 1.09x: `auto` compiles on a CPU only with native bf16
-  (AVX512-BF16, AMX). inductor's CPU backend needs a C++ compiler.
+  kernels with one launch and takes a second to capture, so `auto` always uses it on CUDA, on every generation.
+- inductor fuses GroupNorm, SiLU and casts, where the rest of the time goes, on top of the graph, but compiling
+  takes one to two minutes, so `auto` adds it for runs long enough to repay that. Its GPU kernels are Triton's,
+  and Triton needs sm70 or newer: a P100 (sm60) gets the graph alone. On an AVX2-only CPU in fp32 inductor bought
+  little: `auto` compiles on a CPU only with native bf16 (AVX512-BF16, AMX). inductor's CPU backend needs a C++
+  compiler.
 - Under torch.distributed DDP averages gradients with hooks during backward, which a CUDA graph cannot hold as
   they are; so where the step is one graph the gradients are averaged inside it instead: one flat all-reduce
   after backward (training/grad_step.py), and N GPUs keep the single-GPU step. Elsewhere (CPUs with gloo, and

@@ -1,5 +1,6 @@
 """The diffusion trainer: batches from the uint8 cache, augment, loss, Adam, EMA — one step on one screen, run
-eager or, on a GPU, as one CUDA graph (training/cuda_graph.py).
+eager or, on a GPU, as one CUDA graph (training/cuda_graph.py). A few-step student (`animegen distill`) trains in
+training/distill_trainer.py, on this one with its own losses.
 
 `DiffusionTrainer(cfg, run_dir, images).run()` trains until cfg.steps (or max_minutes, or a signal); setup, save,
 resume and the outer loop are the shared `Trainer`'s. A resumed run restores everything adaptive, so it is the run
@@ -22,16 +23,11 @@ from animegen.core.compiler import inductor_cache_dir
 from animegen.core.errors import UserError
 from animegen.core.imagefiles import to_uint8
 from animegen.core.precision import Precision, device_precision
-from animegen.diffusion.consistency import ConsistencyLoss
 from animegen.diffusion.loss import DiffusionLoss
 from animegen.diffusion.parameterization import Denoiser
-from animegen.runs.checkpoint import load_weights
 from animegen.runs.config import TrainConfig
-from animegen.runs.load import build_denoiser, model_folder
-from animegen.runs.model_file import MODEL_FILE
-from animegen.samplers.consistency import consistency_timesteps
+from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
-from animegen.training.adversarial import AdversarialTerm
 from animegen.training.compile_plan import plan_compile
 from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
@@ -40,7 +36,6 @@ from animegen.training.flops import count_flops
 from animegen.training.grad_step import GradStep, fused_adam
 from animegen.training.lr_plan import lr_factor
 from animegen.training.phema import PostHocEMA
-from animegen.training.trajectory_distill import TrajectoryDistillLoss
 from animegen.training.trainer import Evaluator, Trainer
 from animegen.viz.curves import plot_loss
 
@@ -77,52 +72,21 @@ class DiffusionTrainer(Trainer):
             # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
             self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net))
         self.loss_fn = self._make_loss()
-        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # new teacher solves every few steps: not one graph
+        if not self.graphable():
             self.compile = dataclasses.replace(self.compile, cuda_graph=False)
-        self.adversarial = self._make_adversarial()
         self.optimizer = self._make_optimizer()
         self.grad_step = GradStep(self.denoiser.net, self.optimizer, cfg.optim.grad_clip, self.precision, self.device,
                                   self.env if self.compile.grad_sync == "allreduce" else None)
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
-        self._stage = -1  # consistency tuning: the current stage of the gap schedule
 
-    def _make_loss(self) -> DiffusionLoss | ConsistencyLoss | TrajectoryDistillLoss:
-        d, c = self.cfg.diffusion, self.cfg.consistency
-        if not c.enabled:
-            return DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
-        if c.method == "ect":
-            return ConsistencyLoss(c.p_mean, c.p_std, c.huber_c).to(self.device)
-        if not c.teacher:
-            raise UserError("consistency.method=trajectory needs consistency.teacher: the checkpoint to distill "
-                            "(animegen distill sets it)")
-        # the teacher stays frozen beside the student: its solves are the targets for the whole run
-        teacher = build_denoiser(self.cfg.model_spec()).to(self.device)
-        ckpt = model_folder(c.teacher)
-        load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
-        return TrajectoryDistillLoss(teacher, c.teacher_solver, c.teacher_steps, c.huber_c,
-                                     self.cfg.seed * 1000 + self.rank, c.reuse)
+    def _make_loss(self) -> DiffusionLoss:
+        d = self.cfg.diffusion
+        return DiffusionLoss(d.min_snr_gamma, d.t_sampling, d.p_mean, d.p_std)
 
-    def _make_adversarial(self) -> AdversarialTerm | None:
-        c = self.cfg.consistency
-        if not (c.enabled and c.adversarial > 0):
-            return None
-        if not isinstance(self.loss_fn, TrajectoryDistillLoss):
-            raise UserError("consistency.adversarial works with the trajectory method (distill's default)")
-        if self.env.enabled or self.cfg.optim.grad_accum != 1:
-            raise UserError("consistency.adversarial trains in one process without accumulation: drop "
-                            "optim.grad_accum / run without torchrun")
-        # D judges the images the 1- and 2-step samplers hand out (pairs from their starting timesteps): a third
-        # of the pairs, so it costs a third; the later steps of longer samplers only refine near-final images
-        self._judged_from = consistency_timesteps(self.denoiser.alpha_bar, 2)[-1]
-        return AdversarialTerm(self.denoiser.image_shape[-1], c.adversarial, self.device)
-
-    def init_weights(self, ckpt: Path) -> None:
-        """Start net and EMA from the EMA weights in checkpoint folder `ckpt` (a teacher, for `distill`)."""
-        for module in (self.denoiser.net, self.ema.module):
-            load_weights(module, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
-        if self.phema is not None:
-            self.phema.restart(self.denoiser.net)
+    def graphable(self) -> bool:
+        """Whether one CUDA graph can hold the whole step (a fixed loss on a fixed batch shape)."""
+        return True
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -145,8 +109,6 @@ class DiffusionTrainer(Trainer):
     def extra_state(self) -> dict:
         state = {"optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged.clone(),
                  "loss_scale": self.grad_step.state_dict()}
-        if self.adversarial is not None:
-            state["adversarial"] = self.adversarial.state_dict()
         if self.phema is not None:
             state["phema"] = self.phema.state_dict()
         return state
@@ -166,8 +128,6 @@ class DiffusionTrainer(Trainer):
             make_capturable(self.optimizer, self.device)
         self.grad_step.load_state_dict(state.get("loss_scale", {}))
         self.ema.n_averaged.copy_(state["ema_n_averaged"])
-        if self.adversarial is not None:
-            self.adversarial.load_state_dict(state["adversarial"])
         if self.phema is not None:
             self.phema.load_state_dict(state["phema"])
 
@@ -187,38 +147,34 @@ class DiffusionTrainer(Trainer):
         return o.lr * lr_factor(o.lr_schedule, step, self.total_steps, o.warmup_steps, o.lr_floor)
 
     def next_batch(self) -> torch.Tensor:
-        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # the loss draws its own pairs: only the size counts
-            return torch.empty((self.micro_batch, 0), device=self.device)
         x = super().next_batch()
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def train_step(self) -> torch.Tensor:
+    def train_step(self) -> torch.Tensor | dict[str, torch.Tensor]:
         """One optimizer step over grad_accum micro-batches; returns the mean loss as a 0-dim tensor on the
         device. Nothing here waits for the device: Trainer.run reads the losses (and checks them) at log steps."""
         lr = self.lr_at(self.step)
-        if isinstance(self.loss_fn, TrajectoryDistillLoss):  # pair k of the run is a function of k: resumable
-            self.loss_fn.drawn = self.step * self.micro_batch * self.cfg.optim.grad_accum
-        elif self.cfg.consistency.enabled:  # the stage follows the run's plan, so a resume lands on the same one
-            stage = min(self.step * self.cfg.consistency.stages // max(self.total_steps, 1),
-                        self.cfg.consistency.stages - 1)
-            if stage != self._stage:
-                self.loss_fn.set_stage(stage)
-                self._stage = stage
-        if self.adversarial is not None:
-            loss = self._adversarial_step(lr)
-        elif self.compile.cuda_graph:
-            x = self.next_batch()
-            if self._graph is None:
-                self._graph = self._capture(x)
-            loss = self._graph(x, lr) if self._graph is not None else self._eager_step(lr)
-        else:
-            loss = self._eager_step(lr)
+        loss = self._step(lr)
         self.step += 1
         if self.step % self.cfg.ema.every == 0:
             self.ema.update_parameters(self.denoiser.net)
         if self.phema is not None:
             self.phema.after_step(self.denoiser.net, self.step)
         return loss
+
+    def _step(self, lr: float) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The optimizer step itself: replayed as one CUDA graph where it can be, eager otherwise."""
+        if not self.compile.cuda_graph:
+            return self._eager_step(lr)
+        x = self.next_batch()
+        if self._graph is None:
+            self._graph = self._capture(x)
+        return self._graph(x, lr) if self._graph is not None else self._eager_step(lr)
+
+    def batch_loss(self) -> torch.Tensor:
+        """The mean loss of one micro-batch (a 0-dim tensor with its graph): the next batch of faces through the
+        loss."""
+        return self.loss_fn(self._train_denoiser, self.next_batch(), self.generator).mean()
 
     def _autocast(self, cache: bool = True):
         return self.precision.autocast(self.device.type, cache)
@@ -234,31 +190,11 @@ class DiffusionTrainer(Trainer):
             sync = self.compile.grad_sync != "ddp" or i == accum - 1
             with nullcontext() if sync else self._train_denoiser.net.no_sync():
                 with self._autocast():
-                    loss = self.loss_fn(self._train_denoiser, self.next_batch(), self.generator).mean()
+                    loss = self.batch_loss()
                 self.grad_step.backward(loss / accum)
             total += loss.detach() / accum
         self.grad_step.finish()  # all-reduce (without DDP), unscale, clip, Adam, the loss scale
         return total
-
-    def _adversarial_step(self, lr: float) -> dict[str, torch.Tensor]:
-        """One student step on distillation + adversarial gradients (training/adversarial.py), then one D step on
-        the same images against a batch of real faces."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            pred, target, t = self.loss_fn.student_and_target(self._train_denoiser, self.micro_batch, self.device)
-            loss = self.loss_fn.distance_between(pred, target).mean()
-        # both gradients meet at the image; one backward through the student carries their sum
-        (grad_distill,) = torch.autograd.grad(loss, pred, retain_graph=True)
-        judged = t >= self._judged_from
-        weight = self.adversarial.ramp(self.step, self.total_steps)
-        pred.backward(self.grad_step.scaled(self.adversarial.image_grad(pred, grad_distill, weight, judged,
-                                                                         self.generator)))
-        self.grad_step.finish()
-        real = Trainer.next_batch(self)[: int(judged.sum())]
-        d_loss = self.adversarial.discriminator_step(pred[judged], real, self.generator)
-        return {"loss": loss.detach(), "d_loss": d_loss}
 
     def _capture(self, example: torch.Tensor) -> GraphedStep | None:
         """The CUDA graph of one step (forward, backward, clip, Adam) for batches shaped like `example`."""

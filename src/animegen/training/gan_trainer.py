@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from animegen.core.errors import UserError
 from animegen.models.stylegan2 import Discriminator, Generator
 from animegen.runs.gan_config import GANTrainConfig
 from animegen.samplers.gan import gan_images
 from animegen.training.distributed import DistEnv, average_gradients, mean_and_any
+from animegen.training.ema import follow_buffers, make_half_life_ema
 from animegen.training.flops import count_flops
 from animegen.training.gan_loss import StyleGAN2Loss
 from animegen.training.trainer import Evaluator, Trainer
@@ -33,7 +32,7 @@ class GANTrainer(Trainer):
                  evaluator: Evaluator | None = None, device: str | None = None):
         super().__init__(cfg, run_dir, images, env, evaluator, device)
         self.G, self.D = Generator(cfg.model).to(self.device), Discriminator(cfg.model).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.ema = make_half_life_ema(self.G, cfg.optim.batch_size, cfg.ema_kimg, cfg.ema_rampup, lambda: self.step)
         if self.env.enabled:  # then each rank its own per-layer noise (drawn from the global RNG)
             torch.manual_seed(cfg.seed * 1000 + self.rank + 1)
         o = cfg.optim
@@ -47,6 +46,8 @@ class GANTrainer(Trainer):
                                   o.pl_weight, o.pl_every, o.pl_decay, o.pl_batch_shrink,
                                   reduce_mean=lambda v: mean_and_any(v, False, self.env, self.device)[0])
 
+    diverged_advice = "resume with a lower lr (--set optim.lr_g=... optim.lr_d=...) or a larger optim.r1_gamma"
+
     def train_step(self) -> dict[str, float]:
         """D step (+ R1 every r1_every steps), G step (+ PL every pl_every steps), G EMA; returns the losses."""
         real = self.next_batch()
@@ -59,16 +60,12 @@ class GANTrainer(Trainer):
         if o.pl_weight > 0 and self.step % o.pl_every == 0:
             self._phase("PL", real, self.G, self.opt_G)
         self.D.requires_grad_(True)
-        # the same verdict on every rank, from the losses averaged over ranks
-        loss_d, bad_d = mean_and_any(loss_d, not math.isfinite(loss_d), self.env, self.device)
-        loss_g, bad_g = mean_and_any(loss_g, not math.isfinite(loss_g), self.env, self.device)
-        values = {"loss_D": loss_d, "loss_G": loss_g}
-        if bad_d or bad_g:
-            raise UserError(f"GAN losses became {values} at step {self.step + 1}: training diverged. The last "
-                            f"checkpoint in {self.run_dir} is intact; resume with a lower lr or a larger r1_gamma")
         self.step += 1
-        self.update_ema()
-        return values
+        self.ema.update_parameters(self.G)
+        follow_buffers(self.ema, self.G)
+        # read and checked with the diffusion trainer's losses: averaged over ranks and refused if not finite at
+        # log and save steps (Trainer._read_losses), so the last checkpoint stays the last good one
+        return {"loss_D": loss_d, "loss_G": loss_g}
 
     def _phase(self, name: str, real: torch.Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
         """One optimizer step of `module` on loss phase `name`, gradients averaged over ranks; the loss value."""
@@ -78,17 +75,6 @@ class GANTrainer(Trainer):
         average_gradients(module, self.env)
         optimizer.step()
         return loss.item()
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """G_ema <- beta G_ema + (1 - beta) G, beta from a half-life in images (ramped up early, as NVlabs)."""
-        batch, seen = self.cfg.optim.batch_size, self.step * self.cfg.optim.batch_size
-        half_life = min(self.cfg.ema_kimg * 1000, seen * self.cfg.ema_rampup)
-        beta = 0.5 ** (batch / max(half_life, 1e-8))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.copy_(p.lerp(p_ema, beta))
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)  # w_avg and the constant noise follow G
 
     def count_flops_per_image(self, batch: int = 2) -> float:
         """FLOPs of one training image: the D and G phases, forward and backward, plus R1 spread over its interval
@@ -115,7 +101,7 @@ class GANTrainer(Trainer):
 
     # -- state -----------------------------------------------------------------------------------------------
     def checkpoint_modules(self) -> tuple[nn.Module, nn.Module]:
-        return nn.ModuleDict({"G": self.G, "D": self.D}), self.G_ema
+        return nn.ModuleDict({"G": self.G, "D": self.D}), self.ema.module
 
     def extra_state(self) -> dict:
         return {"opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": self.loss.pl_mean}
@@ -127,4 +113,4 @@ class GANTrainer(Trainer):
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def preview(self, seeds: list[int]) -> torch.Tensor:
-        return gan_images(self.G_ema, seeds, self.cfg.sample.psi, self.device)
+        return gan_images(self.ema.module, seeds, self.cfg.sample.psi, self.device)

@@ -10,12 +10,18 @@ from __future__ import annotations
 import math
 
 from animegen.runs.config import LR_SCHEDULES
+
 PLAN_AFTER = 20  # steps measured in this process before the step time is trusted
+# the warm-up never takes more than this share of the planned steps: a short run (a one-minute try of a recipe)
+# still decays to its floor instead of ending inside a warm-up sized for an hour
+MAX_WARMUP_SHARE = 0.05
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, floor: float = 0.0) -> float:
     """The multiplier of the base lr for the optimizer step with 0-based index `step` of `total`: linear warm-up
-    over `warmup` steps, then `schedule` from 1 down to `floor`, reached exactly at the last step (total - 1)."""
+    over `warmup` steps (at most MAX_WARMUP_SHARE of `total`), then `schedule` from 1 down to `floor`, reached
+    exactly at the last step (total - 1)."""
+    warmup = min(warmup, int(MAX_WARMUP_SHARE * total))
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":

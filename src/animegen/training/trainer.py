@@ -46,6 +46,8 @@ class Trainer:
     """One run in `run_dir` over uint8 `images` (N, 3, H, W); `run()` trains until cfg.steps, cfg.max_minutes
     or a signal and always leaves a loadable checkpoint behind."""
 
+    diverged_advice = "resume with a lower learning rate (--lr)"  # what the one line says when a loss is not finite
+
     def __init__(self, cfg, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
                  evaluator: Evaluator | None = None, device: str | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
@@ -297,8 +299,7 @@ class Trainer:
             if bad:
                 first = self.step - n + 1
                 raise UserError(f"the {key} became {value} within steps {first}-{self.step}: training diverged. "
-                                f"The last checkpoint in {self.run_dir} is intact; resume with a lower learning "
-                                f"rate (--lr)")
+                                f"The last checkpoint in {self.run_dir} is intact; {self.diverged_advice}")
         return means
 
     def _periodic_outputs(self, bar) -> None:

@@ -2,7 +2,7 @@
 teacher's ODE trajectory straight to that trajectory's end.
 
 For the consistency function f(x_t, t) = the end of the probability-flow ODE through x_t, the teacher's solver
-gives the target directly: one UniPC solve from pure noise (10 steps: within 4% of the teacher's DPM-Solver++ 20 on
+gives the target directly: one UniPC solve from pure noise (10 steps: close to the teacher's DPM-Solver++ 20 on
 AFD and SWD at half the evaluations, so its end is very nearly the teacher's own sample for that noise) passes
 through every timestep a consistency sampler starts from, and each of those points gets the same target. This is
 consistency distillation (Song et al. 2023) with r = 0 and a multistep solver for the ODE in place of one Euler
@@ -47,9 +47,8 @@ class Pool(NamedTuple):
 
 
 class TrajectoryDistillLoss:
-    """loss(student, x0, generator) -> (B,) pseudo-Huber distance between the student's f(x_t, t) and the end of
-    the teacher's ODE solve through x_t, for B = len(x0) pairs: x0 only sets B and the device (the trainer passes
-    an empty (B, 0) tensor; no real image is read)."""
+    """The student's f(x_t, t) against the end of the teacher's ODE solve through x_t, for the next pairs of the
+    run (`student_and_target`, then `distance_between`: the pseudo-Huber distance); no real image is read."""
 
     def __init__(self, teacher: Denoiser, solver: str, teacher_steps: int, huber_c: float, seed: int, reuse: int,
                  trajectories: int = 64):
@@ -119,7 +118,3 @@ class TrajectoryDistillLoss:
     def distance_between(self, pred: Tensor, target: Tensor) -> Tensor:
         """(B,) the pseudo-Huber distance between the student's images and their targets."""
         return pseudo_huber(pred, target, self.huber_c)
-
-    def __call__(self, student: Denoiser, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        pred, target, _ = self.student_and_target(student, x0.shape[0], x0.device)
-        return self.distance_between(pred, target)

@@ -3,9 +3,9 @@
 The student is the teacher's network and schedule (its `model` and `diffusion` settings), started from the
 teacher's EMA weights. By default it learns to jump from points of the teacher's own ODE solves to their ends
 (training/trajectory_distill.py; no data needed); given `--data`, a discriminator on real faces adds its gradient
-on the student's images (training/adversarial.py: sharper faces, SWD at 2 steps 31.6 instead of 41.1).
-`--method ect` tunes it on real faces with the consistency loss instead (diffusion/consistency.py). In 6 minutes
-on a 2-core CPU the first found 34% more faces at 2 steps than the second, at lower SWD (docs/q2-ddpm-vs-ddim.md).
+on the student's images (training/adversarial.py: sharper faces). `--method ect` tunes it on real faces with the
+consistency loss instead (diffusion/consistency.py); in equal CPU time the first found more faces at 2 steps, at
+lower SWD (docs/q2-ddpm-vs-ddim.md has both comparisons).
 It is an ordinary diffusion run in every other way — run directory, checkpoints, --resume, --max-minutes, the lr
 plan — whose model samples with `--sampler consistency --steps 1|2|4`.
 """

@@ -28,8 +28,10 @@ from animegen.runs.config import TrainConfig, from_dict, to_dict, with_overrides
 from animegen.runs.gan_config import GANTrainConfig
 from animegen.runs.presets import preset_config
 from animegen.training.diffusion_trainer import DiffusionTrainer
+from animegen.training.distill_trainer import DistillTrainer
 from animegen.training.distributed import init_distributed, main_first, shutdown
 from animegen.training.gan_trainer import GANTrainer
+from animegen.training.trainer import Trainer
 from animegen.training.tensorboard import require_tensorboard
 
 log = logging.getLogger(__name__)
@@ -160,10 +162,17 @@ def make_evaluator(cfg: TrainConfig | GANTrainConfig, images: torch.Tensor, run_
     return evaluator
 
 
+def trainer_class(cfg: TrainConfig | GANTrainConfig) -> type[Trainer]:
+    """Which trainer a recipe trains with: StyleGAN2, a few-step student (`distill`), or plain diffusion."""
+    if isinstance(cfg, GANTrainConfig):
+        return GANTrainer
+    return DistillTrainer if cfg.consistency.enabled else DiffusionTrainer
+
+
 def no_images(cfg: TrainConfig | GANTrainConfig) -> torch.Tensor:
-    """The empty image set of a run that needs none (distillation from the teacher's trajectories); any other
-    run without --data is a user mistake."""
-    if not (isinstance(cfg, TrainConfig) and cfg.consistency.enabled and cfg.consistency.method == "trajectory"):
+    """The empty image set of a run that needs none (a student learning from its teacher's solves alone); any
+    other run without --data is a user mistake."""
+    if trainer_class(cfg) is not DistillTrainer or DistillTrainer.needs_data(cfg):
         raise UserError("no --data given: training needs a folder (or .zip/.tar/.tar.gz) of face images")
     if cfg.eval_every:
         raise UserError("eval_every needs real images to compare with: pass --data, or set eval_every=0")
@@ -209,8 +218,7 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
                  else "no data: the teacher's own ODE solves are the training pairs", run_dir,
                  f"; {env.world_size} processes" if env.enabled else "")
         evaluator = make_evaluator(cfg, images, run_dir) if cfg.eval_every and env.is_main else None
-        trainer_cls = GANTrainer if isinstance(cfg, GANTrainConfig) else DiffusionTrainer
-        trainer = trainer_cls(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
+        trainer = trainer_class(cfg)(cfg, run_dir, images, env=env, evaluator=evaluator, device=device)
         if ckpt is not None:
             trainer.resume(ckpt)
             log.info("resumed %s at step %d", ckpt, trainer.step)
