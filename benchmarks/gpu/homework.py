@@ -20,14 +20,13 @@ single-process one, the log lines that show the precision and compile decisions)
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from jobs import DRY_DIFFUSION, Run, Session, device_name, rate, run_together, score, summary_row, write_results
+from jobs import occasion_parser, DRY_DIFFUSION, Run, Session, device_name, rate, run_together, score, summary_row, write_results
 
 CHECK_STEPS = 300
 BOSS_GPU = {"model.channels": 256, "model.max_channels": 256, "model.z_dim": 256, "model.w_dim": 256,
@@ -121,16 +120,9 @@ def utilisation(session: Session, run: Run) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(".gpu-data/faces.zip"))
-    parser.add_argument("--real", type=Path, default=Path(".gpu-data/faces-1k"), help="the yardstick (scoring only)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/animegen-gpu/homework"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/gpu") / time.strftime("%Y-%m-%d"))
-    parser.add_argument("--minutes", type=float, default=10.0, help="the gpu preset's and the boss's budget")
+    parser = occasion_parser(__doc__, "/tmp/animegen-gpu/homework", 10.0, "the gpu preset's and the boss's budget")
     parser.add_argument("--gpu-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the gpu preset (the sweep's winner); values are JSON")
-    parser.add_argument("--num", type=int, default=1000, help="faces scored per run")
-    parser.add_argument("--dry", action="store_true", help="tiny models, a few steps, on the CPU (a test)")
     args = parser.parse_args()
     gpu_set = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.gpu_set)}
     session = Session(args.data.resolve(), args.real.resolve(), args.work.resolve(), args.results.resolve(),

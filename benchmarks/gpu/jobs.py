@@ -8,6 +8,7 @@ CPU with tiny models and a few steps, so the scripts are tested before a GPU is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -225,3 +226,19 @@ def write_results(session: Session, rows: list[dict], details: dict, plan: str) 
                                indent=1) + "\n")
     session.say(f"wrote {summary} ({len(rows)} rows of {plan}, {len(earlier)} earlier) and {more.name}")
     return summary
+
+
+def occasion_parser(description: str, work: str, minutes: float, minutes_help: str) -> argparse.ArgumentParser:
+    """The arguments every prepared GPU occasion takes: its data, the yardstick, where it works and writes, its
+    budget, how many faces it scores, and --dry (tiny models on a CPU, for the tests)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(".gpu-data/faces.zip"))
+    parser.add_argument("--real", type=Path, default=Path(".gpu-data/faces-1k"), help="the yardstick (scoring only)")
+    parser.add_argument("--work", type=Path, default=Path(work))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/gpu") / time.strftime("%Y-%m-%d"))
+    parser.add_argument("--minutes", type=float, default=minutes, help=minutes_help)
+    parser.add_argument("--num", type=int, default=1000, help="faces scored per run")
+    parser.add_argument("--dry", action="store_true", help="tiny models, a few steps, on the CPU (a test)")
+    return parser

@@ -15,12 +15,10 @@ the same candidates shared, and what the shared runs made together (summed img/s
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 
-from jobs import Run, Session, device_name, images_seen, rate, run_together, score, summary_row, write_results
+from jobs import occasion_parser, Run, Session, device_name, images_seen, rate, run_together, score, summary_row, write_results
 
 CANDIDATES = Path(__file__).with_name("sweep_candidates.json")
 
@@ -58,15 +56,8 @@ def sharing_check(session: Session, shared: dict[str, Run], alone: list[Run]) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(".gpu-data/faces.zip"))
-    parser.add_argument("--real", type=Path, default=Path(".gpu-data/faces-1k"), help="the yardstick (scoring only)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/animegen-gpu/sweep"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/gpu") / time.strftime("%Y-%m-%d"))
-    parser.add_argument("--minutes", type=float, default=6.0, help="each candidate's budget, all sharing the GPU")
+    parser = occasion_parser(__doc__, "/tmp/animegen-gpu/sweep", 6.0, "each candidate's budget, all sharing the GPU")
     parser.add_argument("--alone", default="base,dim128", help="candidates also run alone (the sharing check)")
-    parser.add_argument("--num", type=int, default=1000, help="faces scored per run")
-    parser.add_argument("--dry", action="store_true", help="tiny models, a few steps, on the CPU (a test)")
     args = parser.parse_args()
     session = Session(args.data.resolve(), args.real.resolve(), args.work.resolve(), args.results.resolve(),
                       args.dry, 16 if args.dry else args.num)
