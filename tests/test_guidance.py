@@ -80,6 +80,12 @@ def test_a_guide_is_found_by_name_in_the_models_run(tmp_path, faces_dir):
     model = TrainedModel.load(run, "cpu")
     assert model.with_guide("step-0000002", 2.0).guide_name.endswith("checkpoints/step-0000002")
     assert model.with_guide("step-0000002-std-0.050", 2.0).guide_name.endswith("phema/step-0000002-std-0.050.safetensors")
+    # a smaller model's snapshot guides it too: the snapshot is read as its own run's network
+    small = tmp_path / "small"
+    assert main(["train", "--data", str(faces_dir), "--out", str(small), "--steps", "2", "--set", "model.dim=4",
+                 "--set", "model.dim_mults=[1,2]", "--set", "model.attn_resolutions=[]", "--batch-size", "4",
+                 "--set", "sample.every=0", "--set", "ema.snapshot_every=2", "--compile", "off"]) == 0
+    assert model.with_guide(small / "phema" / "step-0000002-std-0.100.safetensors", 2.0).guide.net.cfg.dim == 4
     out = tmp_path / "S"
     assert main(["generate", "--checkpoint", str(run), "--guide", "step-0000002", "--guidance", "2", "--num", "2",
                  "--sampler", "ddim", "--steps", "3", "--out", str(out)]) == 0

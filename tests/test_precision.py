@@ -12,14 +12,13 @@ from animegen.core.errors import UserError
 from animegen.core.precision import Precision, canonical_precision, resolve_precision
 from animegen.runs.checkpoint import resolve_checkpoint
 from animegen.runs.config import TrainConfig, from_dict, to_dict
-from animegen.runs.load import load_denoiser
 from animegen.runs.presets import preset_config
-from animegen.assets import shipped_model
 from animegen.samplers.compiled_net import plan_sampling_compile
 from animegen.training.compile_plan import AUTO_MIN_MINUTES, plan_compile
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.grad_step import GROWTH_INTERVAL, INIT_SCALE, GradStep
-from conftest import FAST
+from animegen.workflows.train import read_run_config
+from conftest import FAST, FIXTURES
 from test_training import faces16, tiny_cfg  # noqa: F401 (fixture)
 
 P100, T4, A100, H100 = (6, 0), (7, 5), (8, 0), (9, 0)
@@ -100,8 +99,9 @@ def test_configs_saved_with_the_bf16_key_still_load():
     del saved["precision"]
     for old, new in (("on", "bf16"), ("off", "fp32"), ("auto", "auto")):
         assert from_dict(TrainConfig, {**saved, "bf16": old}).precision == new
-    _, cfg, _ = load_denoiser(shipped_model())  # the shipped model's config.json says "bf16": "auto"
-    assert "bf16" in json.loads((shipped_model() / "config.json").read_text()) and cfg.precision == "auto"
+    # a run's config.json written before the precision key (the v1 fixture's says "bf16": "off") resumes in fp32
+    assert json.loads((FIXTURES / "v1-model" / "config.json").read_text())["bf16"] == "off"
+    assert read_run_config(FIXTURES / "v1-model").precision == "fp32"
     assert preset_config("simple", {"bf16": "off"}).precision == "fp32"
     with pytest.raises(UserError, match="disagree"):
         preset_config("simple", {"bf16": "on", "precision": "fp16"})

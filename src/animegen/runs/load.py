@@ -71,10 +71,10 @@ def load_generator(path: str | os.PathLike | None, device: torch.device | str = 
 
 def load_guide(name: str | os.PathLike, model: DiffusionModel, checkpoint: Path, device: torch.device | str = "cpu"
                ) -> tuple[Denoiser, str]:
-    """The guide a user names for the model in `checkpoint` -> (its denoiser in eval mode, what it is). A weights
-    file (e.g. a post-hoc EMA snapshot, run/phema/step-N-std-S.safetensors) is read as the model's own network;
-    a folder is a run directory or checkpoint with its own model file (a smaller model may guide); a bare name is
-    looked up in the model's run: its checkpoints/ (step-N) and phema/ snapshots."""
+    """The guide a user names for the model in `checkpoint` -> (its denoiser in eval mode, what it is). A post-hoc
+    EMA snapshot (run/phema/step-N-std-S.safetensors) is read as its run's network, any other weights file as the
+    model's own; a folder is a run directory or checkpoint with its own model file (a smaller model may guide); a
+    bare name is looked up in the model's run: its checkpoints/ (step-N) and phema/ snapshots."""
     path = Path(name).expanduser()
     if not path.exists():
         run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
@@ -85,8 +85,11 @@ def load_guide(name: str | os.PathLike, model: DiffusionModel, checkpoint: Path,
                             f"{run}; give a run directory, a checkpoint folder or a snapshot file")
         path = found[0]
     if path.is_file():
-        guide = build_denoiser(model)
-        load_weights(guide.net, path, checkpoint / MODEL_FILE)
+        # a run's snapshot is of that run's network (which may be smaller); another weights file, of the model's
+        run = path.parent.parent if path.parent.name == "phema" else None
+        source = resolve_checkpoint(run) if run is not None and (run / "latest").is_file() else checkpoint
+        guide = build_denoiser(read_model_file(source) if source != checkpoint else model)
+        load_weights(guide.net, path, source / MODEL_FILE)
     else:
         guide, _, path = load_denoiser(path, device=device)
     return guide.to(device, memory_format=torch.channels_last).eval(), str(path)

@@ -56,8 +56,13 @@ def init_distributed(device: str = "auto") -> tuple[DistEnv, str]:
     return env, device
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = False) -> None:
+    """End the process group. `wait`: after a run that ended well, every rank first waits for the others (rank 0
+    still writing its last checkpoint), since a rank that tears gloo down under a peer's open connection can abort
+    at exit; after an error nobody waits for a peer that may be gone."""
     if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

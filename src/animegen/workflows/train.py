@@ -192,6 +192,7 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
     overrides = overrides or {}
     env, device = init_distributed(overrides.get("device", "auto"))
     locks: list[FileLock] = []
+    finished = False
     try:
         if not env.is_main:
             logging.getLogger("animegen").setLevel(logging.WARNING)
@@ -234,8 +235,9 @@ def train(data: str | None, preset: str | None = None, overrides: dict[str, Any]
         if getattr(trainer, "compile", None) and trainer.compile.note:
             log.info("%s", trainer.compile.note)
         trainer.run()
+        finished = True
     finally:
         for lock in locks:
             lock.release()
-        shutdown()
+        shutdown(wait=finished)
     return run_dir
