@@ -80,16 +80,15 @@ def test_compile_plan_per_gpu_generation(capability, inductor):
     assert plan_sampling_compile("auto", torch.device("cuda"), 10**9, cuda_capability=capability) == (False, "")
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_compile_plan_on_cpus_with_and_without_native_bf16(native):
+def test_compile_plan_on_a_cpu():
     cpu = torch.device("cpu")
-    long_run = plan_compile("auto", cpu, max_minutes=AUTO_MIN_MINUTES, cpu_native_bf16=native, has_compiler=True)
-    assert long_run.inductor == native and not long_run.cuda_graph
-    assert not plan_compile("auto", cpu, max_minutes=1, cpu_native_bf16=native, has_compiler=True).enabled
-    assert plan_compile("on", cpu, cpu_native_bf16=native, has_compiler=True).inductor
-    no_cxx = plan_compile("on", cpu, cpu_native_bf16=native, has_compiler=False)
+    # auto trains eager on every CPU, however long the run (training/compile_plan.py says why)
+    for minutes in (1, AUTO_MIN_MINUTES, 600):
+        assert not plan_compile("auto", cpu, max_minutes=minutes, has_compiler=True).enabled
+    assert plan_compile("on", cpu, has_compiler=True).inductor
+    no_cxx = plan_compile("on", cpu, has_compiler=False)
     assert not no_cxx.enabled and "no C++ compiler" in no_cxx.note
-    dist = plan_compile("auto", cpu, distributed=True, max_minutes=60, cpu_native_bf16=native, has_compiler=True)
+    dist = plan_compile("on", cpu, distributed=True, max_minutes=60, has_compiler=True)
     assert not dist.enabled and dist.grad_sync == "ddp"  # gloo: DDP's hooks, eager, as before
     assert plan_compile("off", cpu, distributed=True, dist_sync="allreduce").grad_sync == "allreduce"
 

@@ -7,9 +7,11 @@ Why each choice (BENCHMARKS.md has the figures, with the machine named):
   kernels with one launch and takes a second to capture, so `auto` always uses it on CUDA, on every generation.
 - inductor fuses GroupNorm, SiLU and casts, where the rest of the time goes, on top of the graph, but compiling
   takes one to two minutes, so `auto` adds it for runs long enough to repay that. Its GPU kernels are Triton's,
-  and Triton needs sm70 or newer: a P100 (sm60) gets the graph alone. On an AVX2-only CPU in fp32 inductor bought
-  little: `auto` compiles on a CPU only with native bf16 (AVX512-BF16, AMX). inductor's CPU backend needs a C++
-  compiler.
+  and Triton needs sm70 or newer: a P100 (sm60) gets the graph alone. On a CPU `auto` trains eager: in fp32
+  (AVX2-only CPUs) inductor bought little, and under bf16 autocast (AVX512-BF16, AMX) torch 2.13's inductor lost
+  most of the UNet's gradients, while eager bf16 ran as fast as it did. `on` compiles on a CPU too (its CPU
+  backend needs a C++ compiler); every compiled run first checks its gradients against eager
+  (training/compile_check.py).
 - Under torch.distributed DDP averages gradients with hooks during backward, which a CUDA graph cannot hold as
   they are; so where the step is one graph the gradients are averaged inside it instead: one flat all-reduce
   after backward (training/grad_step.py), and N GPUs keep the single-GPU step. Elsewhere (CPUs with gloo, and
@@ -23,14 +25,13 @@ from dataclasses import dataclass
 import torch
 
 from animegen.core.compiler import cxx_compiler, inductor_cache_dir, triton_runs
-from animegen.core.device import cpu_has_native_bf16
 from animegen.core.device import cuda_capability as capability_of
 from animegen.core.names import COMPILE_SETTINGS, DIST_SYNCS
 
-# compiling takes 1-2 minutes: `auto` compiles runs of at least this many minutes, or without a time limit this
-# many steps (about 10 minutes of `simple` at batch 16: a GPU makes 2,000 steps a minute, a 2-core CPU 200)
+# compiling takes 1-2 minutes: on a GPU `auto` adds inductor to runs of at least this many minutes, or without a
+# time limit this many steps (about 10 minutes of `simple` at batch 16: a GPU makes 2,000 steps a minute)
 AUTO_MIN_MINUTES = 10.0
-AUTO_MIN_STEPS = {"cuda": 20_000, "cpu": 2_000}
+AUTO_MIN_STEPS = {"cuda": 20_000}
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,9 @@ class CompilePlan:
 
 def plan_compile(setting: str, device: torch.device, *, distributed: bool = False, grad_accum: int = 1,
                  max_minutes: float | None = None, steps: int = 0, dist_sync: str = "auto",
-                 cuda_capability: tuple[int, int] | None = None, cpu_native_bf16: bool | None = None,
-                 has_compiler: bool | None = None) -> CompilePlan:
+                 cuda_capability: tuple[int, int] | None = None, has_compiler: bool | None = None) -> CompilePlan:
     """Resolve `setting` (auto | on | off) for a run on `device`. The device's capabilities (a GPU's compute
-    capability, a CPU's native bf16, a C++ compiler) are looked up where not given, so tests pass them in."""
+    capability, a C++ compiler) are looked up where not given, so tests pass them in."""
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}, not {setting!r}")
     if dist_sync not in DIST_SYNCS:
@@ -69,9 +69,8 @@ def plan_compile(setting: str, device: torch.device, *, distributed: bool = Fals
                                                 f"training runs eager ({sync})")
     if device.type != "cpu":
         return CompilePlan(note=f"--compile: nothing to compile for {device.type}; training runs eager")
-    native = cpu_native_bf16 if cpu_native_bf16 is not None else cpu_has_native_bf16()
-    if setting == "auto" and not (native and long_run):
-        return CompilePlan()  # on an AVX2 CPU in fp32 compiling does not repay its minutes (module docstring)
+    if setting == "auto":
+        return CompilePlan()  # eager on every CPU (module docstring)
     if not (has_compiler if has_compiler is not None else cxx_compiler() is not None):
         return CompilePlan(note="--compile: no C++ compiler found (inductor's CPU backend needs one: install g++, "
                                 "or set CXX); training runs eager")

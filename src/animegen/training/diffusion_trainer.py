@@ -28,6 +28,7 @@ from animegen.diffusion.parameterization import Denoiser
 from animegen.runs.config import TrainConfig
 from animegen.runs.load import build_denoiser
 from animegen.samplers.run import sample_batch
+from animegen.training.compile_check import compiled_gradient_mismatch
 from animegen.training.compile_plan import plan_compile
 from animegen.training.cuda_graph import GraphedStep, make_capturable
 from animegen.training.distributed import DistEnv
@@ -71,6 +72,7 @@ class DiffusionTrainer(Trainer):
             inductor_cache_dir()
             # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
             self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net))
+            self._check_compiled()
         self.loss_fn = self._make_loss()
         if not self.graphable():
             self.compile = dataclasses.replace(self.compile, cuda_graph=False)
@@ -79,6 +81,21 @@ class DiffusionTrainer(Trainer):
                                   self.env if self.compile.grad_sync == "allreduce" else None)
         self._graph: GraphedStep | None = None
         self.compiles_first_step = self.compile.enabled
+
+    def _check_compiled(self) -> None:
+        """Train eager, saying why in one line, if the compiled network's gradients are not the eager one's
+        (training/compile_check.py): a compiler bug must cost minutes, not a run."""
+        n, shape = self.micro_batch, (3, self.cfg.model.image_size, self.cfg.model.image_size)
+        x0 = self.images[:n].to(self.device, torch.float32) / 127.5 - 1 if len(self.images) >= n else \
+            torch.rand((n, *shape), generator=torch.Generator().manual_seed(0)).to(self.device) * 2 - 1
+        if self.cfg.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        problem = compiled_gradient_mismatch(self.denoiser, self._train_denoiser, x0, self._autocast)
+        if problem is None:
+            return
+        log.warning("--compile: %s (in %s); training runs eager", problem, self.precision.name)
+        self._train_denoiser = self.denoiser
+        self.compile = dataclasses.replace(self.compile, inductor=False, note="")
 
     def _make_loss(self) -> DiffusionLoss:
         d = self.cfg.diffusion
