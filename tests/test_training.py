@@ -26,6 +26,7 @@ def tiny_cfg(**extra):
     return preset_config("simple", {**TINY, "sample.every": 0, "save_every": 1000, **extra})
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_eight_faces(tmp_path, faces16):
     trainer = DiffusionTrainer(tiny_cfg(**{"optim.lr": 3e-3, "optim.batch_size": 8}), tmp_path, faces16[:8])
     losses = [float(trainer.train_step()) for _ in range(300)]
@@ -109,6 +110,18 @@ def test_the_plan_follows_from_the_step_time():
     assert plan_total(100, 120.0, 600.0, 1.2, cap=10_000) == 500
     assert plan_total(100, 120.0, 600.0, 1.2, cap=300) == 300  # --steps caps it
     assert plan_total(100, 700.0, 600.0, 1.2, cap=10_000) == 100  # over budget: stop now
+
+
+def test_minutes_without_a_step_count_decide_the_run():
+    from animegen.runs.presets import TIME_LIMITED_STEPS, preset_config
+    from animegen.training.lr_plan import plan_total
+
+    # an hour at 0.3 s a step is 12,000 steps: more than the default count, which must not end the run early
+    hour = preset_config("cpu", {"max_minutes": 60})
+    assert hour.steps == TIME_LIMITED_STEPS and plan_total(100, 30.0, 3600.0, 0.3, cap=hour.steps) == 12_000
+    assert preset_config("cpu", {"max_minutes": 60, "steps": 500}).steps == 500  # --steps still caps it
+    assert preset_config("cpu").steps == preset_config("cpu", {"max_minutes": 60, "optim.lr_schedule": "constant"}
+                                                        ).steps < TIME_LIMITED_STEPS  # nothing plans a constant lr
 
 
 def test_a_planned_run_ends_at_its_plan_with_the_lr_at_its_floor_and_resumes_it(tmp_path, faces16):
