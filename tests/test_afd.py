@@ -54,6 +54,7 @@ def test_works_whatever_the_pillow_version(faces):
         assert int(PIL.__version__.split(".")[0]) >= 12
 
 
+@pytest.mark.slow
 def test_real_faces_detected_through_registry(tmp_path, faces):
     folder = _save(faces, tmp_path / "faces64")
     result = METRICS["afd"](EvalContext(images=folder))
@@ -61,6 +62,7 @@ def test_real_faces_detected_through_registry(tmp_path, faces):
     assert result["afd"] >= 0.85, result
 
 
+@pytest.mark.slow
 def test_noise_is_not_a_face():
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(100)]

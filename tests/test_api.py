@@ -48,6 +48,7 @@ def test_the_shipped_model_loads_and_draws_offline(monkeypatch):
     assert (alone - as_tensor.int()).abs().max() <= 2
 
 
+@pytest.mark.slow
 def test_train_returns_a_run_that_load_reads(tmp_path, faces_dir):
     run = animegen.train(faces_dir, out=tmp_path / "R", steps=3, **SMALL)
     assert isinstance(run, animegen.Run) and [r["step"] for r in run.log()] == [1, 2, 3]
@@ -118,6 +119,7 @@ def test_tensorboard_event_file_holds_the_scalars(tmp_path, faces_dir):
     assert "train/lr" in events.Tags()["scalars"] and events.Tags()["images"] == ["samples"]
 
 
+@pytest.mark.slow
 def test_the_homework_notebook_runs_top_to_bottom(tmp_path, faces_dir):
     import nbformat
     from nbclient import NotebookClient

@@ -53,6 +53,7 @@ def test_table_ratios_are_against_the_most_expensive_row():
     assert len(lines) == 4 and "| 10.0x |" in lines[3] and "44.000 (+10.0%)" in lines[3]
 
 
+@pytest.mark.slow
 def test_compare_run_writes_table_json_figures_and_the_same_images_as_generate(tmp_path, faces_dir):
     run = tmp_path / "R"
     cli("train", "--data", str(faces_dir), "--out", str(run), "--steps", "2", "--timesteps", "30", *FAST)

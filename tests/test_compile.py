@@ -42,6 +42,7 @@ def test_compile_plan_per_device():
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
 def test_compiled_and_eager_training_agree(tmp_path, faces16, precision, caplog):  # noqa: F811
@@ -114,6 +115,7 @@ def test_a_nan_stops_the_run_at_the_next_check_and_the_last_checkpoint_stays_goo
     assert all(torch.isfinite(p).all() for p in model.net.parameters())
 
 
+@pytest.mark.slow
 def test_compile_on_without_a_compiler_says_so_in_one_line_and_trains(tmp_path, faces_dir):
     bare = tmp_path / "bin"  # a PATH with no c++/g++/clang++ on it
     bare.mkdir()
@@ -153,6 +155,7 @@ def shipped_faces(seeds: list[int], bf16: str, compile: str) -> torch.Tensor:
     return torch.cat(list(model.images(seeds, SamplerSpec("ddim", 2).resolve(model.net.timesteps), batch_size=2))).float()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
 def test_compiled_generation_draws_the_eager_faces(precision, caplog):

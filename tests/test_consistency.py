@@ -128,6 +128,7 @@ def test_distill_resumes_bit_for_bit(tmp_path, faces16, method, adversarial):  #
         assert resumed.adversarial.d_steps == straight.adversarial.d_steps > 0
 
 
+@pytest.mark.slow
 def test_distill_from_the_command_line(tmp_path, faces_dir):
     teacher = tmp_path / "teacher"
     cli("train", "--data", str(faces_dir), "--out", str(teacher), "--steps", "2", *FAST, "--set", "sample.every=0")

@@ -96,6 +96,7 @@ def _gan_worker(rank: int, port: int, out: str, images: torch.Tensor) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gan_ranks_stay_identical_replicas_with_r1_and_path_length(tmp_path, faces_dir):
     images = load_images(faces_dir, SMALL_GAN["model.image_size"], progress=False)[:64]
     ranks = two_ranks(_gan_worker, tmp_path, images)
@@ -109,6 +110,7 @@ def test_gan_ranks_stay_identical_replicas_with_r1_and_path_length(tmp_path, fac
     assert not torch.equal(fresh.G.state_dict()["const"], ranks[0]["G"]["const"])  # and they did move
 
 
+@pytest.mark.slow
 def test_a_user_mistake_under_torchrun_stops_every_rank_with_one_message(tmp_path):
     proc = torchrun("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "R"), *TINY_ARGS,
                     check=False)  # a rank left waiting in a collective would hang here until the timeout
@@ -146,6 +148,7 @@ def _first_step_worker(rank: int, port: int, out: str, images: torch.Tensor) -> 
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_first_step_equals_one_process_on_the_same_global_batch_and_noise(tmp_path, faces_dir):
     images = load_images(faces_dir, TINY["model.image_size"], progress=False)[:64]
     ranks = two_ranks(_first_step_worker, tmp_path, images)

@@ -96,6 +96,7 @@ def test_frechet_distance_matches_pytorch_fid(expected, pair):
     assert abs(ours - theirs) <= 1e-6 * abs(theirs)
 
 
+@pytest.mark.slow
 def test_fid_is_zero_on_itself_and_grows_with_degradation(weights, faces_levels, tmp_path):
     # dims=64 (pytorch-fid's --dims 64) keeps this fast: pool3 would need a 2048x2048 sqrtm per level.
     real = faces_levels[0]

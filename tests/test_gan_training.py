@@ -34,6 +34,7 @@ def test_resume_continues_bit_for_bit(tmp_path, faces_dir, extra):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_short_run_on_real_faces_gives_diverse_images(tmp_path, faces_dir):
     images = load_images(faces_dir, 32, progress=False)
     trainer = GANTrainer(preset_config("boss", SMALL), tmp_path / "R", images)

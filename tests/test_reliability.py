@@ -34,6 +34,7 @@ def logged_steps(run) -> list[int]:
     return steps
 
 
+@pytest.mark.slow
 def test_five_kill_9_at_random_moments_each_resumed(tmp_path, faces_dir):
     run, every = tmp_path / "R", 3
     # eager: a run this long would compile its first step on a CPU with native bf16, and the kills would all
@@ -72,6 +73,7 @@ def test_five_kill_9_at_random_moments_each_resumed(tmp_path, faces_dir):
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, faces_dir):
     run = tmp_path / "R"
     common = ["train", "--data", str(faces_dir), "--out", str(run), "--save-every", "2", "--sample-every", "0", *FAST]

@@ -130,6 +130,7 @@ def wait_for_steps(run, proc, timeout=120):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_directory(tmp_path, faces_dir, start_train):
     run = tmp_path / "R"
     first = start_train(run)
@@ -147,6 +148,7 @@ def test_one_writer_per_run_directory(tmp_path, faces_dir, start_train):
     assert "in use" not in resumed.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_run_saves_and_exits_with_the_signal(tmp_path, faces_dir, start_train, signum, code):
     run = tmp_path / "R"
@@ -165,6 +167,7 @@ def test_resume_of_a_run_with_nothing_saved_starts_it(tmp_path, faces_dir):
     assert "nothing saved yet" in proc.stderr and (run / "latest").is_file()
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_aborts_at_once_without_saving(tmp_path, faces_dir, start_train):
     run = tmp_path / "R"
     # a person's second Ctrl-C comes some tens of milliseconds after the first (two signals sent back to back may

@@ -68,6 +68,7 @@ def test_shipped_model_reproduces_its_card(tmp_path, faces_dir, bf16):
     card_row_reproduces(tmp_path, faces_dir, CARD["scores"]["ci"], bf16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", PRECISIONS)
 def test_shipped_student_reproduces_its_card(tmp_path, faces_dir, bf16):
     # two network evaluations per face: fast enough for every test run

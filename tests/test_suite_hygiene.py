@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import conftest
 
 PROBE = '''
@@ -25,6 +27,7 @@ def test_writing_the_start_folder_fails():
 '''
 
 
+@pytest.mark.slow
 def test_a_test_that_writes_the_start_folder_fails_and_others_do_not(tmp_path):
     suite = tmp_path / "suite"
     suite.mkdir()

@@ -66,6 +66,7 @@ def test_identical_sets_give_zero_and_seed_is_deterministic():
         swd_between(images, images[:4])
 
 
+@pytest.mark.slow
 def test_real_split_far_below_blurred_and_noise(faces):
     a, b = faces[:200], faces[200:400]
     blurred = np.stack([np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1.0))) for x in b])
