@@ -81,8 +81,8 @@ GAN_PRESETS = {"boss"}
 
 
 # a run given minutes and no step count trains until its minutes are up: its lr plan sets the steps from the
-# measured step time, and the config's default count would end a fast machine's run early (10,000 `cpu` steps
-# took 56 of 60 minutes on a CPU with native bf16; 10,000 `gpu` steps take an H100 about 5 minutes)
+# measured step time, and the config's default count would end a fast machine's run early (a `cpu` hour on a CPU
+# with native bf16, a 10-minute `gpu` run on an H100: docs/cpu-preset.md "Inductor and bf16 on a CPU")
 TIME_LIMITED_STEPS = 10_000_000
 
 

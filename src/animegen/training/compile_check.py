@@ -4,7 +4,7 @@ the eager network's.
 Why: torch 2.13's inductor on a CPU with AVX512-BF16, under bf16 autocast, gave the `cpu` preset's UNet zero
 gradients for 92 of its 126 parameters (everything upstream of its last upsampling, which the skip connections
 do not reach) while its loss agreed with eager to four digits. A 60-minute run trained only the outer blocks and
-drew no faces (docs/cpu-preset.md, "inductor and bf16 on a CPU"). A loss comparison cannot see that; one
+drew no faces (docs/cpu-preset.md, "Inductor and bf16 on a CPU"). A loss comparison cannot see that; one
 backward pass through both networks can, before the first step.
 """
 
@@ -29,8 +29,8 @@ MIN_COSINE = 0.5
 def _gradients(net: nn.Module, loss: Callable[[], torch.Tensor]) -> list[torch.Tensor]:
     net.zero_grad(set_to_none=True)
     loss().backward()
-    grads = [p.grad.detach().flatten().float().clone() if p.grad is not None else torch.zeros(p.numel())
-             for p in net.parameters()]
+    grads = [p.grad.detach().flatten().float().clone() if p.grad is not None
+             else torch.zeros(p.numel(), device=p.device) for p in net.parameters()]
     net.zero_grad(set_to_none=True)
     return grads
 
