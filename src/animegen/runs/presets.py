@@ -47,12 +47,13 @@ CPU = {
 }
 
 # gpu = the cpu recipe scaled to one GPU (docs/gpu-preset.md): twice the width, batch 256 (a 64-px UNet this small
-# leaves an H100 idle at batch 32) and the lr raised with it (sqrt(batch) scaling from 1e-3 at 32 gives 2.8e-3;
-# capped at 2e-3, since 2e-3 was already unstable at batch 32 on the CPU), a longer warm-up. Training logs img/s.
+# leaves an H100 idle at batch 32), a longer warm-up, and the cpu preset's lr 1e-3: at 2e-3 both H100 runs
+# (2026-11-26, 2026-11-27) collapsed once the warm-up passed ~1.5e-3, loss back at its first rows' level for 1,300
+# steps. Training logs img/s.
 GPU = {
     **CPU,
     "model.dim": 64,
-    "optim.batch_size": 256, "optim.lr": 2e-3, "optim.warmup_steps": 500,
+    "optim.batch_size": 256, "optim.lr": 1e-3, "optim.warmup_steps": 500,
     "sample.every": 2000,
     # no post-hoc EMA snapshots until their cost is measured on a GPU (--set ema.snapshot_every=1000: ~20 in 10
     # minutes, 35 MB each)

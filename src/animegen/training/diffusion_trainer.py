@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 class DiffusionTrainer(Trainer):
     """One diffusion training run in `run_dir` over uint8 `images` (N, 3, H, W)."""
 
+    watches_collapse = True
+
     def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
                  evaluator: Evaluator | None = None, device: str | None = None, precision: Precision | None = None):
         super().__init__(cfg, run_dir, images, env, evaluator, device)

@@ -30,6 +30,8 @@ from animegen.training.trajectory_distill import TrajectoryDistillLoss
 class DistillTrainer(DiffusionTrainer):
     """One student run in `run_dir`; `images` are real faces for ect or the discriminator, else empty."""
 
+    watches_collapse = False  # a consistency loss rises by design when a stage tightens its target
+
     def __init__(self, cfg: TrainConfig, run_dir: Path, images: torch.Tensor, **kwargs):
         self.trajectory = cfg.consistency.method == "trajectory"  # else ect
         super().__init__(cfg, run_dir, images, **kwargs)

@@ -32,6 +32,7 @@ from animegen.runs.checkpoint import load_state, load_weights, save_checkpoint
 from animegen.runs.config import to_dict
 from animegen.runs.model_file import MODEL_FILE
 from animegen.training.distributed import DistEnv, gather, mean_and_any
+from animegen.training.loss_watch import LossWatch
 from animegen.training.lr_plan import PLAN_AFTER, plan_total
 from animegen.training.tensorboard import TensorBoardLog
 from animegen.viz.grid import make_grid, save_grid
@@ -47,6 +48,7 @@ class Trainer:
     or a signal and always leaves a loadable checkpoint behind."""
 
     diverged_advice = "resume with a lower learning rate (--lr)"  # what the one line says when a loss is not finite
+    watches_collapse = False  # a denoiser's loss: stop when it climbs back and stays (training/loss_watch.py)
 
     def __init__(self, cfg, run_dir: Path, images: torch.Tensor, env: DistEnv | None = None,
                  evaluator: Evaluator | None = None, device: str | None = None):
@@ -77,6 +79,7 @@ class Trainer:
         self._measured = (0, 0.0)  # (steps, seconds) timed in this process
         self.compiles_first_step = False  # a subclass that compiles its step sets it: that step is not timed
         self.flops_per_image = 0.0  # set from count_flops_per_image() at the start (workflows/train.py): TFLOP/s
+        self.loss_watch = LossWatch() if self.watches_collapse else None
 
     # -- what a subclass provides --------------------------------------------------------------------------
     def train_step(self) -> torch.Tensor | float | dict[str, torch.Tensor | float]:
@@ -277,6 +280,7 @@ class Trainer:
     def _log_window(self, window: dict, n: int, started: float, bar) -> None:
         """A log step: the window's mean losses (checked), the re-plan, one log.jsonl row and the bar."""
         means = self._read_losses(window, n)
+        self._watch_collapse(means.get("loss"), n)
         self.replan()
         bar.total = self.total_steps
         img_s = n * self.cfg.optim.batch_size / max(time.perf_counter() - started, 1e-9)
@@ -301,6 +305,15 @@ class Trainer:
                 raise UserError(f"the {key} became {value} within steps {first}-{self.step}: training diverged. "
                                 f"The last checkpoint in {self.run_dir} is intact; {self.diverged_advice}")
         return means
+
+    def _watch_collapse(self, loss: float | None, n: int) -> None:
+        """Stop a run whose loss climbed back and stayed (the same means on every rank: all stop together)."""
+        if self.loss_watch is None or loss is None:
+            return
+        why = self.loss_watch.update(self.step, loss, n)
+        if why:
+            raise UserError(f"{why}: the network collapsed (the learning rate is too high for it); train again "
+                            f"with a lower one (--lr)")
 
     def _periodic_outputs(self, bar) -> None:
         """Rank 0's sample grid and evaluation at their intervals."""
