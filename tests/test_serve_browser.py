@@ -171,7 +171,8 @@ def test_the_runs_part_follows_a_training_run(page, site, faces_dir, tmp_path):
     train("--resume", "--steps", "8")
     wait(page, lambda: card.get_attribute("data-step") == "8", "the resumed run's last step on the page", 30)
     wait(page, lambda: grid.get_attribute("data-file") == "step-0000008.png", "the newest sample grid", 30)
-    assert "done" in card.text and "checkpoint step-0000008" in card.text
+    # the final checkpoint is written after the last log row and grid: a poll between them shows the one before
+    wait(page, lambda: "done" in card.text and "checkpoint step-0000008" in card.text, "the final checkpoint", 30)
     assert page.execute_script("return arguments[0].naturalWidth", grid) > 0  # the grid image loaded
 
 

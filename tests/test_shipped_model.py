@@ -46,6 +46,22 @@ def test_the_student_ships_beside_it_as_its_student_within_the_size_budget():
     assert "animegen distill" in (SHIPPED_STUDENT / "MODEL_CARD.md").read_text()
 
 
+def test_the_shipped_model_samples_guided_by_its_small_guide_by_default():
+    # the README's first command: autoguidance with the guide and weight its card states, the guide 4x smaller;
+    # --guidance 1 draws the model alone
+    from animegen.runs.model import TrainedModel
+    from animegen.samplers.spec import SamplerSpec
+
+    model = TrainedModel.load(None, "cpu", precision="fp32", compile="off")
+    assert model.guidance == CARD["guide"]["guidance"] == CARD["scores"]["full"]["guidance"] > 1
+    assert model.guide_name == str(SHIPPED_MODEL / "guide") and model.guide.net.cfg.dim == CARD["guide"]["dim"]
+    assert sum(p.numel() for p in model.guide.net.parameters()) == CARD["guide"]["params"] < CARD["params"] / 3
+    spec = SamplerSpec("dpmpp", 3).resolve(1000)
+    guided = torch.cat(list(model.images([0, 1], spec)))
+    alone = torch.cat(list(model.with_guide(None, 1.0).images([0, 1], spec)))
+    assert not torch.equal(guided, alone)
+
+
 # the card's rows were measured in fp32; where the CPU has bf16, generate samples in it by default, and the same
 # seeds must score as well: the tolerances are N = 100's sampling noise, far above bf16's effect on the same faces
 PRECISIONS = ["off", pytest.param("on", marks=NATIVE_BF16)]

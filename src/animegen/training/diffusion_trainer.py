@@ -72,8 +72,11 @@ class DiffusionTrainer(Trainer):
             if cfg.ema.snapshot_every and self.rank == 0 else None
         if self.compile.inductor:
             inductor_cache_dir()
-            # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled
-            self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net))
+            # the bare net stays what EMA, checkpoints and sampling see; only the training forward is compiled.
+            # Static shapes (a step's are fixed): the UNet's forward compiled earlier in the process at other sizes
+            # (sampling, another run) would otherwise make dynamo trace it dynamic, where torch 2.13's inductor
+            # failed ("cannot determine truth value of Relational")
+            self._train_denoiser = self.denoiser.with_net(torch.compile(self.denoiser.net, dynamic=False))
             self._check_compiled()
         self.loss_fn = self._make_loss()
         if not self.graphable():
