@@ -105,6 +105,9 @@ def error_of(status: int, headers: dict, body: bytes) -> str:
     ("/api/draw?model=served&sampler=ddim&steps=1000", "network evaluations"),
     ("/api/draw?sampler=unipc&eta=0.5", "does not use eta"),
     ("/api/draw?psi=0.5", "psi: truncation is for StyleGAN2"),
+    ("/api/draw?model=student&guidance=2", "no guide ships with this model"),
+    ("/api/draw?model=served&guidance=0.5", "guidance: must be at least 1"),
+    ("/api/draw?model=served&guidance=11", "guidance: must be at most 10"),
     ("/api/draw?colour=red", "unknown parameter 'colour'"),
     ("/api/draw?model=nobody", "model 'nobody': unknown"),
     ("/api/explore?t=1.5", "t: must be at most 1"),
@@ -115,6 +118,20 @@ def error_of(status: int, headers: dict, body: bytes) -> str:
 ])
 def test_a_bad_request_gets_its_message_not_a_traceback(server, path, says):
     assert says in error_of(*server.get(path))
+
+
+def test_the_served_model_draws_guided_and_a_page_may_change_the_weight(server):
+    # the shipped model samples guided by its guide (its card's weight, which the page is told); guidance=1 draws
+    # it alone, and asking for the weight it has draws what asking for nothing draws
+    from animegen.assets import SHIPPED_MODEL
+
+    weight = json.loads((SHIPPED_MODEL / "card.json").read_text())["guide"]["guidance"]
+    config = json.loads(server.get("/api/config")[2])
+    assert {m["id"]: m.get("guidance") for m in config["models"]} == {"student": None, "served": weight}
+    ask = "/api/draw?model=served&sampler=dpmpp&steps=2&num=2&seed=3"
+    own, same, alone = (server.get(ask + extra) for extra in ("", f"&guidance={weight}", "&guidance=1"))
+    assert own[0] == same[0] == alone[0] == 200
+    assert own[2] == same[2] != alone[2]
 
 
 def test_bad_long_jobs_are_refused_before_they_start(server):

@@ -76,6 +76,22 @@ def test_the_page_loads_with_every_part(page):
     assert problems == []
 
 
+def test_the_guidance_box_is_for_the_model_with_a_guide(page):
+    from selenium.webdriver.support.ui import Select
+
+    box = page.find_element(By.ID, "guidance")
+    assert box.get_attribute("disabled") is not None  # the student (the page's first model) has no guide
+    Select(page.find_element(By.ID, "model")).select_by_value("served")
+    wait(page, lambda: box.get_attribute("disabled") is None, "the guidance box enabled for the served model", 10)
+    assert box.get_attribute("placeholder").startswith("own: 1.")
+    type_into(page, "guidance", "1")
+    shown(page, "draw-grid", model="served", guidance="1")  # the request carries it and is answered
+    type_into(page, "guidance", "")
+    Select(page.find_element(By.ID, "model")).select_by_value("student")
+    wait(page, lambda: box.get_attribute("disabled") is not None, "the guidance box off again", 10)
+    shown(page, "draw-grid", model="student")
+
+
 def test_a_changed_seed_changes_the_grid_and_the_same_seed_brings_it_back(page):
     first = shown(page, "draw-grid", seed="0", num="16")
     type_into(page, "draw-seed", "7")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from animegen import __version__
 from animegen.core.errors import Interrupted, UserError
-from animegen.core.limits import COUNT, POSITIVE, at_least, in_range, positive_float
+from animegen.core.limits import COUNT, MAX_GUIDANCE, POSITIVE, at_least, in_range, positive_float
 from animegen.core.outputs import describe
 from animegen.core.names import (BF16_ALIASES, COMPILE_SETTINGS, DISTILL_METHODS, OBJECTIVE_NAMES,
                                  PRECISION_SETTINGS, SPACINGS, THRESHOLDS)
@@ -67,7 +67,7 @@ def add_guide_flags(p: argparse.ArgumentParser) -> None:
                                    "earlier checkpoint or post-hoc EMA snapshot of its run (a path, or a name in "
                                    "its run such as step-0000500-std-0.050), or a smaller model trained on the same "
                                    "faces (default: the guide that ships with the model, if one does)")
-    p.add_argument("--guidance", type=in_range(1.0, 10.0),
+    p.add_argument("--guidance", type=in_range(1.0, MAX_GUIDANCE),
                    help="autoguidance weight: 1 samples the model alone (default: 2 with --guide; the model's own "
                         "where a guide ships with it)")
 
@@ -392,7 +392,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                      "the same model) in OUT/student, where a consistency sampler finds it")
     p.add_argument("--guide", help="also ship the guide autoguidance samples with (as generate --guide takes it) in "
                                    "OUT/guide, so the model samples guided by default")
-    p.add_argument("--guidance", type=in_range(1.0, 10.0), help="the weight it ships with (default 2)")
+    p.add_argument("--guidance", type=in_range(1.0, MAX_GUIDANCE), help="the weight it ships with (default 2)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     p.set_defaults(func=cmd_export)
 

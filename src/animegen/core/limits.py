@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import math
 
+MAX_GUIDANCE = 10.0  # the largest autoguidance weight a command or a page request may ask for (1: none)
+
 
 def at_least(low: float, kind: type = int):
     """An argparse type: a number of `kind` >= low, refused in one line otherwise."""

@@ -16,6 +16,7 @@ import torch
 
 from animegen.core.device import pick_device
 from animegen.core.errors import UserError
+from animegen.core.limits import MAX_GUIDANCE
 from animegen.core.precision import Precision, device_precision
 from animegen.diffusion.guidance import GuidedDenoiser, check_guide
 from animegen.diffusion.parameterization import Denoiser
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 BATCH_ACTIVATIONS = 64 * 16 * 64 * 64
 LARGE_BATCH = 250  # on a GPU, and for StyleGAN2 (whose grouped convolutions want big batches on a CPU too)
 DEFAULT_GUIDANCE = 2.0  # autoguidance's weight when a guide is named without one (EDM2 found 2-3 best)
-MAX_GUIDANCE = 10.0
 
 
 def default_batch_size(model_cfg: UNetConfig) -> int:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 from typing import Any, Callable, Mapping
 
 from animegen.core.errors import UserError
-from animegen.core.limits import COUNT, POSITIVE, at_least, in_range
+from animegen.core.limits import COUNT, MAX_GUIDANCE, POSITIVE, at_least, in_range
 from animegen.samplers.spec import SamplerSpec
 from animegen.serve.samplers import sampler_options
 
@@ -85,22 +86,26 @@ class Params:
 def sampling(params: Params, model):
     """(the model that draws, the SamplerSpec a request asks for resolved for it as `generate --sampler` resolves
     it, psi): runs/model.py's sampler_for, so a sampler that needs a student draws with the model's. A StyleGAN2 has
-    no sampler (None) and reads psi; a diffusion model reads sampler, steps, eta, spacing."""
+    no sampler (None) and reads psi; a diffusion model reads sampler, steps, eta, spacing and guidance (the weight
+    of the guide that ships with it, as `generate --guidance`)."""
     options = sampler_options()
     name = params.choice("sampler", list(options))
     steps = params.number("steps", POSITIVE)
     eta = params.number("eta", in_range(0.0, 1.0))
     spacing = params.text("spacing")
+    guidance = params.number("guidance", at_least(1.0, float), None, high=MAX_GUIDANCE)
     psi = params.number("psi", at_least(PSI_RANGE[0], float), 1.0, high=PSI_RANGE[1])
     if model.kind != "diffusion":
-        if name or steps or eta is not None or spacing:
+        if name or steps or eta is not None or spacing or guidance is not None:
             raise BadRequest(f"{model.checkpoint.name}: a StyleGAN2 draws in one pass; it takes psi, not a sampler")
         return model, None, psi
     if psi != 1.0:
         raise BadRequest("psi: truncation is for StyleGAN2 models; a diffusion model takes sampler, steps, eta")
     try:
+        if guidance is not None:  # a copy: the loaded model is shared by every request
+            model = copy.copy(model).with_guide(None, guidance)
         return (*model.sampler_for(name, steps, eta, spacing), psi)
-    except UserError as err:  # the CLI's own checks: options a sampler does not read, steps beyond T
+    except UserError as err:  # the CLI's own checks: options a sampler does not read, steps beyond T, no guide
         raise BadRequest(str(err)) from None
 
 
@@ -116,4 +121,4 @@ def check_work(faces: int, spec: SamplerSpec | None) -> None:
 def limits() -> dict[str, Any]:
     """What the page needs to set its inputs' ranges."""
     return {"max_grid": MAX_GRID, "max_evaluations": MAX_EVALUATIONS, "max_frames": MAX_FRAMES,
-            "max_handin": MAX_HANDIN, "max_seed": MAX_SEED, "psi": list(PSI_RANGE)}
+            "max_handin": MAX_HANDIN, "max_seed": MAX_SEED, "psi": list(PSI_RANGE), "max_guidance": MAX_GUIDANCE}

@@ -14,7 +14,7 @@ from animegen.api import Model, load
 from animegen.assets import shipped_model
 from animegen.core.errors import UserError
 from animegen.runs.checkpoint import is_model_folder, resolve_checkpoint
-from animegen.runs.model_file import STUDENT_DIR
+from animegen.runs.model_file import GUIDE_DIR, STUDENT_DIR, read_model_file
 from animegen.serve.params import BadRequest
 from animegen.serve.runs import RunsReader
 
@@ -38,9 +38,12 @@ class ModelPool:
         return STUDENT if self.student is not None else SERVED
 
     def choices(self) -> list[dict]:
-        """[{"id", "label"}] for the page's model menu (runs are added by the page from the Runs list)."""
+        """[{"id", "label"}] for the page's model menu (runs are added by the page from the Runs list), with
+        "guidance", the weight it samples with, for a model that ships with a guide."""
         found = [{"id": SERVED, "label": f"{self.served.parent.name}/{self.served.name}"
                   if self.served.name.startswith("step-") else self.served.name}]
+        if is_model_folder(self.served / GUIDE_DIR):
+            found[0]["guidance"] = read_model_file(self.served).guidance
         if self.student is not None:
             found.insert(0, {"id": STUDENT, "label": f"{found[0]['label']} student (few steps)"})
         return found

@@ -37,6 +37,8 @@ function samplerParams() {
   if (sampler) params.sampler = sampler;
   if (steps !== "" && !$("steps").disabled) params.steps = steps;
   if (eta !== "" && !$("eta").disabled) params.eta = eta;
+  const guidance = $("guidance").value;
+  if (guidance !== "" && !$("guidance").disabled) params.guidance = guidance;
   return params;
 }
 
@@ -239,6 +241,7 @@ function useModel(id) {
   const select = $("model");
   if (![...select.options].some((o) => o.value === id)) select.add(new Option(id, id));
   select.value = id;
+  syncSamplerInputs();
   redrawAll();
 }
 
@@ -248,6 +251,11 @@ function syncSamplerInputs() {
   const options = config.samplers[$("sampler").value];
   $("steps").disabled = options !== undefined && !options.includes("steps");
   $("eta").disabled = options !== undefined && !options.includes("eta");
+  // only a model that ships with a guide takes a weight; the page shows the one it samples with
+  const model = config.models.find((m) => m.id === $("model").value);
+  const guided = model !== undefined && model.guidance !== undefined;
+  $("guidance").disabled = !guided;
+  $("guidance").placeholder = guided ? `own: ${model.guidance}` : "none";
 }
 
 async function start() {
@@ -257,7 +265,10 @@ async function start() {
   for (const name of Object.keys(config.samplers)) $("sampler").add(new Option(name, name));
   $("draw-num").max = config.limits.max_grid;
   $("status").textContent = `hand-in folder: ${config.out}` + (config.real ? `; real faces: ${config.real}` : "");
-  for (const id of ["model", "sampler", "steps", "eta"]) $(id).addEventListener("input", () => { syncSamplerInputs(); redrawAll(); });
+  $("guidance").max = config.limits.max_guidance;
+  // a <select> reports a choice as "change" (some browsers, and WebDriver, send no "input" for it)
+  for (const id of ["model", "sampler"]) $(id).addEventListener("change", () => { syncSamplerInputs(); redrawAll(); });
+  for (const id of ["steps", "eta", "guidance"]) $(id).addEventListener("input", () => { syncSamplerInputs(); redrawAll(); });
   for (const id of ["draw-seed", "draw-num"]) $(id).addEventListener("input", draw);
   for (const id of ["explore-a", "explore-b", "explore-t"]) $(id).addEventListener("input", explore);
   for (const id of ["watch-seed", "watch-frames"]) $(id).addEventListener("input", loadWatch);
@@ -267,6 +278,7 @@ async function start() {
   $("score-btn").addEventListener("click", score);
   $("download-progress").classList.add("idle");
   $("score-progress").classList.add("idle");
+  syncSamplerInputs();
   redrawAll();
   refreshRuns();
 }
