@@ -225,3 +225,32 @@ def test_a_consistency_sampler_on_the_teacher_draws_with_its_student_or_is_refus
     err = capsys.readouterr().err
     assert "needs a few-step student" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "S").exists()
+
+
+def test_a_teacher_that_ships_with_a_guide_is_distilled_guided(tmp_path, faces16):  # noqa: F811
+    # as `generate` samples it: its guide at its weight, or consistency.teacher_guidance (1: alone); a weight with
+    # no guide to apply it to is refused in one line
+    from safetensors.torch import load_file
+
+    from animegen.diffusion.guidance import GuidedDenoiser
+    from animegen.workflows.export import export_model
+
+    plain = DiffusionTrainer(tiny_cfg(), tmp_path / "teacher", faces16[:64]).save()
+    guide = DiffusionTrainer(tiny_cfg(seed=1), tmp_path / "guide", faces16[:64]).save()
+    guided = export_model(str(plain), tmp_path / "guided", half=False, guide=str(guide), guidance=2.0)
+
+    def teacher_of(folder, **extra):
+        cfg = tiny_cfg(**{"consistency.enabled": True, "consistency.teacher": str(folder), "steps": 2,
+                          "sample.sampler": "consistency", "sample.steps": 2, **extra})
+        return DistillTrainer(cfg, tmp_path / f"student-{len(list(tmp_path.iterdir()))}", faces16[:8]).loss_fn.teacher
+
+    own = teacher_of(guided)
+    assert isinstance(own, GuidedDenoiser) and own.weight == 2.0
+    for name, value in load_file(str(guide / "ema.safetensors")).items():
+        assert torch.equal(own.guide.net.state_dict()[name], value.float())
+    assert teacher_of(guided, **{"consistency.teacher_guidance": 3.0}).weight == 3.0
+    assert not isinstance(teacher_of(guided, **{"consistency.teacher_guidance": 1.0}), GuidedDenoiser)
+    assert not isinstance(teacher_of(plain), GuidedDenoiser)
+    with pytest.raises(UserError, match="no guide ships with the teacher") as err:
+        teacher_of(plain, **{"consistency.teacher_guidance": 2.0})
+    assert "\n" not in str(err.value)

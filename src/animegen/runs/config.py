@@ -116,6 +116,8 @@ class ConsistencyConfig:
     huber_c: float = 0.03               # pseudo-Huber constant of the distance, in [-1, 1] pixel units
     adversarial: float = 0.0            # trajectory: a discriminator's gradient at this share of the distance's
                                         # (training/adversarial.py; needs --data); 0 = off
+    teacher_guidance: float | None = None  # trajectory: the teacher solves guided by the guide that ships with it
+                                        # at this weight; None = as `generate` samples it (its own), 1 = alone
 
     def __post_init__(self) -> None:
         for name, value, choices in [("method", self.method, DISTILL_METHODS),

@@ -11,20 +11,25 @@ Everything else (EMA, the lr plan, precision, checkpoints, an exact resume) is t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from animegen.core.errors import UserError
 from animegen.diffusion.consistency import ConsistencyLoss
-from animegen.runs.checkpoint import load_weights
+from animegen.diffusion.guidance import GuidedDenoiser
+from animegen.diffusion.parameterization import Denoiser
+from animegen.runs.checkpoint import is_model_folder, load_weights
 from animegen.runs.config import TrainConfig
-from animegen.runs.load import build_denoiser, model_folder
-from animegen.runs.model_file import MODEL_FILE
+from animegen.runs.load import build_denoiser, load_guide, model_folder
+from animegen.runs.model_file import GUIDE_DIR, MODEL_FILE, read_model_file
 from animegen.samplers.consistency import consistency_timesteps
 from animegen.training.adversarial import AdversarialTerm
 from animegen.training.diffusion_trainer import DiffusionTrainer
 from animegen.training.trajectory_distill import TrajectoryDistillLoss
+
+log = logging.getLogger(__name__)
 
 
 class DistillTrainer(DiffusionTrainer):
@@ -54,8 +59,23 @@ class DistillTrainer(DiffusionTrainer):
         teacher = build_denoiser(self.cfg.model_spec()).to(self.device)
         ckpt = model_folder(c.teacher)
         load_weights(teacher.net, ckpt / "ema.safetensors", ckpt / MODEL_FILE)
-        return TrajectoryDistillLoss(teacher, c.teacher_solver, c.teacher_steps, c.huber_c,
-                                     self.cfg.seed * 1000 + self.rank, c.reuse)
+        return TrajectoryDistillLoss(self._guided_teacher(teacher, ckpt), c.teacher_solver, c.teacher_steps,
+                                     c.huber_c, self.cfg.seed * 1000 + self.rank, c.reuse)
+
+    def _guided_teacher(self, teacher: Denoiser, ckpt: Path) -> Denoiser:
+        """The teacher as `generate` samples it: guided by the guide that ships with it (export --guide) at its own
+        weight, or at consistency.teacher_guidance; the student then learns the guided solves."""
+        spec = read_model_file(ckpt)
+        weight = self.cfg.consistency.teacher_guidance
+        weight = getattr(spec, "guidance", 1.0) if weight is None else float(weight)
+        if weight == 1.0:
+            return teacher
+        if not is_model_folder(ckpt / GUIDE_DIR):
+            raise UserError(f"{ckpt}: no guide ships with the teacher, so consistency.teacher_guidance={weight:g} "
+                            f"has nothing to guide with; export it with --guide, or leave the setting out")
+        guide, name = load_guide(ckpt / GUIDE_DIR, spec, ckpt, self.device)
+        log.info("the teacher solves guided by %s at weight %g", name, weight)
+        return GuidedDenoiser(teacher, guide, weight)
 
     def graphable(self) -> bool:
         return not self.trajectory  # trajectory pools new teacher solves every few steps: not one fixed step
