@@ -6,8 +6,9 @@ winner once on seeds 0-999 (--seed 0 --num 1000), so the reported figures were n
         --guides step-0000500-std-0.050,step-0001000-std-0.050 --weights 1.5,2,3 --samplers dpmpp:20 \\
         --seed 1000 --num 512 --out guidance-sweep
 
-`--guides none` (or weight 1) is the unguided baseline. Rows are appended to OUT/sweep.json as they finish, so a
-killed sweep keeps them and `--resume` runs only the missing ones.
+`--guides none` (or weight 1) is the unguided baseline; `own` is the guide that ships with the model, at each
+weight. A sampler is written as `compare` takes it (`dpmpp:20:eta=1:spacing=logsnr`). Rows are appended to
+OUT/sweep.json as they finish, so a killed sweep keeps them and `--resume` runs only the missing ones.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import animegen
 from animegen.core.device import cpu_has_native_bf16
+from animegen.samplers.spec import parse_spec
+from animegen.samplers.table import SAMPLERS
 
 
 def cpu_name() -> str:
@@ -36,7 +39,8 @@ def main() -> None:
     p.add_argument("--checkpoint", help="the model (default: the shipped one)")
     p.add_argument("--guides", required=True, help="comma-separated, as generate --guide takes them; none = unguided")
     p.add_argument("--weights", default="2", help="comma-separated guidance weights")
-    p.add_argument("--samplers", default="dpmpp:20", help="comma-separated sampler:steps[:eta=E]")
+    p.add_argument("--samplers", default="dpmpp:20", help="comma-separated, as compare takes them "
+                                                          "(sampler:steps[:eta=E][:spacing=S])")
     p.add_argument("--real", required=True)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--num", type=int, default=512)
@@ -49,8 +53,6 @@ def main() -> None:
     done = {(r["guide"], r["guidance"], r["sampler"]) for r in rows}
     machine = cpu_name()
     for sampler in args.samplers.split(","):
-        name, steps, *options = sampler.split(":")
-        eta = float(next((o.split("=")[1] for o in options if o.startswith("eta=")), 0.0))
         for guide in args.guides.split(","):
             for weight in ([1.0] if guide == "none" else [float(w) for w in args.weights.split(",")]):
                 key = (guide, weight, sampler)
@@ -58,14 +60,19 @@ def main() -> None:
                     continue
                 model = animegen.load(args.checkpoint, compile="off")
                 if guide != "none":
-                    model.with_guide(guide, weight)
+                    model.with_guide(None if guide == "own" else guide, weight)
+                elif model.guide is not None:  # the baseline is the model alone, also where a guide ships with it
+                    model.with_guide(None, 1.0)
+                asked = parse_spec(sampler, model.spec)
+                options = {"sampler": asked.name, **{key: getattr(asked, key) for key in
+                                                     (*SAMPLERS[asked.name].options, "threshold")}}
+                runner, spec = model.sampler_for(**options)
                 folder = args.out / "images"
                 shutil.rmtree(folder, ignore_errors=True)
                 start = time.perf_counter()
-                model.save(folder, num=args.num, seed=args.seed, sampler=name, steps=int(steps), eta=eta)
+                model.save(folder, num=args.num, seed=args.seed, **options)
                 seconds = time.perf_counter() - start
                 scores = animegen.evaluate(folder, real=args.real)
-                runner, spec = model.sampler_for(name, int(steps), eta)
                 row = {"guide": guide, "guidance": weight, "sampler": sampler, "nfe": runner.evaluations(spec),
                        "seed": args.seed, "num": args.num, "seconds": round(seconds, 1),
                        "afd": round(scores["afd"], 4), "swd": round(scores["swd"], 2), "machine": machine}
