@@ -26,7 +26,9 @@ SMALL = {"dim": 8, "dim_mults": [1, 2], "model__attn_resolutions": [], "batch_si
 
 def test_api_writes_the_same_bytes_as_the_cli(tmp_path):
     animegen.load().save(tmp_path / "api", num=6, seed=3, sampler="ddim", steps=3, batch_size=4)
-    cli("generate", "--num", "6", "--seed", "3", "--sampler", "ddim", "--steps", "3", "--out", str(tmp_path / "cli"))
+    # the same batch size on both sides: another one may change float rounding (tests/test_cli.py bounds that)
+    cli("generate", "--num", "6", "--seed", "3", "--sampler", "ddim", "--steps", "3", "--batch-size", "4",
+        "--out", str(tmp_path / "cli"))
     for k in range(1, 7):
         assert (tmp_path / "api" / f"{k}.jpg").read_bytes() == (tmp_path / "cli" / f"{k}.jpg").read_bytes()
 
@@ -95,15 +97,6 @@ def test_generate_tgz_holds_the_folders_bytes(tmp_path):
     with tarfile.open(tmp_path / "images.tgz") as tar:
         for k in range(1, 6):
             assert tar.extractfile(f"{k}.jpg").read() == (tmp_path / "S" / f"{k}.jpg").read_bytes()
-
-
-@pytest.mark.slow
-def test_the_readme_main_command_hands_in_under_2mb(tmp_path):
-    proc = cli("generate", "--num", "1000", "--out", str(tmp_path / "submission"), "--tgz",
-               str(tmp_path / "images.tgz"), timeout=900)
-    size = (tmp_path / "images.tgz").stat().st_size
-    assert size <= 2_000_000 and f"({size:,} bytes)" in proc.stdout
-    assert len(list((tmp_path / "submission").glob("*.jpg"))) == 1000
 
 
 def test_tensorboard_event_file_holds_the_scalars(tmp_path, faces_dir):
