@@ -7,9 +7,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
-from animegen.core.device import cpu_has_native_bf16
+# pytest-xdist runs the suite in N worker processes (pyproject: -n auto): each worker, and every process its tests
+# start, gets its share of the cores instead of all of them, so N workers do not fight over the same cores. Set
+# before torch is imported, which reads it once.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+import torch  # noqa: E402
+
+from animegen.core.device import cpu_has_native_bf16  # noqa: E402
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-1k"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -18,6 +26,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # (AVX512-BF16, AMX), where `--bf16 auto` picks it; emulated bf16 (AVX2-only CPUs) is never picked by default
 NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 is emulated on this CPU (no AVX512-BF16 "
                                                                    "or AMX): auto never picks it here")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules holding a test marked `first` run first (the rest keep their order): under pytest-xdist a long test
+    that starts last leaves every other worker idle while it ends."""
+    first = {item.path for item in items if item.get_closest_marker("first")}
+    items.sort(key=lambda item: item.path not in first)
 
 
 STARTED_IN = Path.cwd()  # the folder pytest was started from: no test may read or write it

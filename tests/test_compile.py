@@ -42,6 +42,7 @@ def test_compile_plan_per_device():
 
 
 
+@pytest.mark.first
 @pytest.mark.slow
 @pytest.mark.skipif(cxx_compiler() is None, reason="inductor's CPU backend needs a C++ compiler")
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])

@@ -39,6 +39,7 @@ def dry(script: str, tmp_path: Path, data: Path, *args: str) -> subprocess.Compl
     return proc
 
 
+@pytest.mark.first
 @pytest.mark.slow
 def test_the_sweep_and_the_homework_run_dry_and_write_their_summary(tmp_path, gpu_data):
     dry("sweep", tmp_path, gpu_data, "--alone", "base")
